@@ -1,0 +1,1 @@
+"""Core: typed records and the error hierarchy shared by every layer."""

@@ -1,0 +1,2 @@
+"""Environments: the registry, text spaces, tools, and one env per file by family
+(``tooluse/``)."""

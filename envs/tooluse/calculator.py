@@ -1,0 +1,203 @@
+"""``LLMTrainer/Calculator-v0``: arithmetic questions, solved by calling the calculator."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+from llm_trainer.envs.spaces import MAX_TEXT_LENGTH
+from llm_trainer.envs.tools import ToolRegistry, calculator_tool
+from llm_trainer.envs.tools.calculator import evaluate, format_number
+from llm_trainer.envs.tooluse.base import Task, ToolUseEnv, pick, tool_call
+
+_ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+         "eighteen", "nineteen")
+_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+
+
+def number_to_words(n: int) -> str:
+    """English words for an integer with ``abs(n) < 10**6``.
+
+    >>> number_to_words(312), number_to_words(-45), number_to_words(20_017)
+    ('three hundred twelve', 'minus forty-five', 'twenty thousand seventeen')
+    """
+    if n < 0:
+        return f"minus {number_to_words(-n)}"
+    if n >= 10**6:
+        raise ValueError(f"number_to_words supports |n| < 10**6, got {n}")
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + (f"-{_ONES[n % 10]}" if n % 10 else "")
+    if n < 1000:
+        rest = f" {number_to_words(n % 100)}" if n % 100 else ""
+        return f"{_ONES[n // 100]} hundred{rest}"
+    rest = f" {number_to_words(n % 1000)}" if n % 1000 else ""
+    return f"{number_to_words(n // 1000)} thousand{rest}"
+
+
+# Difficulty 1: two operands, + - *, in symbols or with the operator in words.
+_D1_SYMBOLS = ("What is {a} {op} {b}?", "Compute {a} {op} {b}.", "Calculate {a} {op} {b}.",
+               "{a} {op} {b} = ?")
+_D1_WORDS = {
+    "+": ("What is {a} plus {b}?", "Add {a} and {b}.", "What is the sum of {a} and {b}?"),
+    "-": ("What is {a} minus {b}?", "Subtract {b} from {a}.", "What is {a} take away {b}?"),
+    "*": ("What is {a} times {b}?", "Multiply {a} by {b}.", "What is the product of {a} and {b}?"),
+}
+# Difficulty 2: three operands with / (always exact) and brackets; symbols, or a sequence of
+# operations with the numbers in words.
+_STEP_WORDS = {"+": "add {x}", "-": "subtract {x}", "*": "multiply by {x}", "/": "divide by {x}"}
+
+
+def _d1(rng: np.random.Generator) -> tuple[str, str]:
+    op = pick(rng, ("+", "-", "*"))
+    if op == "*":
+        a, b = int(rng.integers(2, 100)), int(rng.integers(2, 13))
+        if rng.integers(2):
+            a, b = b, a
+    else:
+        a, b = int(rng.integers(0, 100)), int(rng.integers(0, 100))
+    expression = f"{a} {op} {b}"
+    if rng.integers(2):
+        prompt = pick(rng, _D1_SYMBOLS).format(a=a, b=b, op=op)
+    else:
+        prompt = pick(rng, _D1_WORDS[op]).format(a=a, b=b)
+    return prompt, expression
+
+
+def _d2(rng: np.random.Generator) -> tuple[str, str]:
+    a = value = int(rng.integers(2, 1000))
+    steps: list[tuple[str, int]] = []
+    for _ in range(2):
+        op = pick(rng, ("+", "-", "*", "/"))
+        divisors = [d for d in range(2, 13) if value % d == 0]
+        if op == "/" and not divisors:  # keep division exact: fall back to addition
+            op = "+"
+        if op == "/":
+            x = int(pick(rng, divisors))
+            value //= x
+        elif op == "*":
+            x = int(rng.integers(2, 13))
+            value *= x
+        else:
+            x = int(rng.integers(2, 1000))
+            value = value + x if op == "+" else value - x
+        steps.append((op, x))
+    (op1, b), (op2, c) = steps
+    expression = f"({a} {op1} {b}) {op2} {c}"
+    if rng.integers(2):
+        template = pick(rng, ("What is {e}?", "Compute {e}.", "Evaluate {e}."))
+        return template.format(e=expression), expression
+    first, second = (_STEP_WORDS[op].format(x=number_to_words(x)) for op, x in steps)
+    return (f"Start with {number_to_words(a)}, {first}, then {second}. What is the result?",
+            expression)
+
+
+def _d3(rng: np.random.Generator) -> tuple[str, str]:
+    kind = int(rng.integers(6))
+    if kind == 0:
+        price = Fraction(int(rng.integers(500, 20000)), 100)
+        pct = int(pick(rng, (5, 10, 15, 20, 25, 30, 40)))
+        p = format_number(price)
+        return (f"A jacket costs {p} dollars and is discounted by {pct}%. What is the new price "
+                "in dollars?", f"{p} * (100 - {pct}) / 100")
+    if kind == 1:
+        pct, base = int(rng.integers(1, 100)), int(rng.integers(20, 5000))
+        return f"What is {pct}% of {base}?", f"{base} * {pct} / 100"
+    if kind == 2:
+        root = int(rng.integers(11, 200))
+        return f"What is the square root of {root * root}?", f"sqrt({root * root})"
+    if kind == 3:
+        base, exp = int(rng.integers(2, 13)), int(rng.integers(3, 9))
+        return f"What is {base} to the power of {exp}?", f"{base} ** {exp}"
+    if kind == 4:
+        a, b = int(rng.integers(100, 10000)), int(rng.integers(3, 97))
+        return f"What is the remainder when {a} is divided by {b}?", f"{a} % {b}"
+    w = format_number(Fraction(int(rng.integers(10, 400)), 10))
+    h = format_number(Fraction(int(rng.integers(10, 400)), 10))
+    n = int(rng.integers(2, 10))
+    return (f"A field is {w} m wide and {h} m long. What is the total area of {n} such fields "
+            "in square metres?", f"{n} * {w} * {h}")
+
+
+_GENERATORS = {1: _d1, 2: _d2, 3: _d3}
+
+
+def sample_calculator_task(rng: np.random.Generator, difficulty: int) -> Task:
+    """Draw a calculator task (also used by ``MultiTool-v0``)."""
+    prompt, expression = _GENERATORS[difficulty](rng)
+    return Task(
+        prompt=prompt,
+        answer=format_number(evaluate(expression)),
+        answer_kind="number",
+        plan=(tool_call("calculator", expression=expression),),
+        required_tools=frozenset({"calculator"}),
+        allowed_tools=frozenset({"calculator"}),
+    )
+
+
+class CalculatorEnv(ToolUseEnv):
+    """Arithmetic questions in words and symbols; the agent calls the calculator, then answers.
+
+    ## Description
+    Each episode asks one arithmetic question. The agent should call the ``calculator`` tool
+    with the expression, read the result and reply ``<answer>RESULT</answer>``. The calculator
+    is exact and never uses ``eval`` (see :mod:`llm_trainer.envs.tools.calculator`).
+
+    ## Difficulty
+    | level | tasks                                                                         |
+    |-------|-------------------------------------------------------------------------------|
+    | 1     | ``a op b`` with ``op`` in + - * and operands < 100, in symbols or words        |
+    |       | ("What is 12 plus 7?")                                                        |
+    | 2     | ``(a op b) op c`` with + - * / (division always exact), in symbols or as a      |
+    |       | sequence of steps with the numbers spelled out                                |
+    | 3     | word problems: discounts, percentages, square roots, powers, remainders, areas |
+    |       | with decimals                                                                 |
+
+    ## Action Space, Observation Space, Rewards, Episode End, Info
+    As in :class:`~llm_trainer.envs.tooluse.base.ToolUseEnv`: the completion as text; the
+    prompt, then tool results; +1.0 for a correct answer after a successful calculator call,
+    -0.1 per invalid action; ends on the answer or at ``max_episode_steps`` (6).
+
+    ## Starting State
+    A question drawn from ``self.np_random`` at the episode's difficulty.
+
+    ## Arguments
+    ``difficulty`` (1-3, default 1; also ``reset(options={"difficulty": d})``), ``render_mode``
+    (``None`` or ``"ansi"``), ``max_text_length`` (default 8192 characters).
+
+    ## Version History
+    * v0: initial version.
+
+    ## Example
+    >>> import gymnasium as gym, llm_trainer
+    >>> env = gym.make("LLMTrainer/Calculator-v0")
+    >>> prompt, info = env.reset(seed=0)
+    >>> expression = env.unwrapped.task.plan[0].arguments["expression"]
+    >>> call = '<tool_call>{"name": "calculator", "arguments": {"expression": "%s"}}</tool_call>'
+    >>> result, reward, terminated, truncated, info = env.step(call % expression)
+    >>> _, reward, terminated, _, info = env.step(f"<answer>{result}</answer>")
+    >>> reward, terminated, info["success"]
+    (1.0, True, True)
+    """
+
+    def __init__(
+        self,
+        difficulty: int = 1,
+        *,
+        render_mode: str | None = None,
+        max_text_length: int = MAX_TEXT_LENGTH,
+    ) -> None:
+        super().__init__(
+            ToolRegistry([calculator_tool()]),
+            difficulty,
+            render_mode=render_mode,
+            max_text_length=max_text_length,
+        )
+
+    def _sample_task(self, rng: np.random.Generator, difficulty: int) -> Task:
+        return sample_calculator_task(rng, difficulty)
+
+

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Shared set-up for scripts/run.sh and scripts/test.sh: creates .venv when missing and installs
+# torch (CPU build, pinned first so no package can pull a CUDA build) and the project.
+# Idempotent and quick when nothing changed: a stamp records what was installed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PYTHON_BIN="${PYTHON:-python3}"
+EXTRAS="${LLM_TRAINER_EXTRAS:-dev}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "[setup] creating $VENV with $($PYTHON_BIN --version)"
+    "$PYTHON_BIN" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+
+stamp="$VENV/.llm_trainer_installed"
+want="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/setup.sh" | sha256sum | cut -c1-16) extras=$EXTRAS"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "[setup] installing torch==2.13.0 (CPU build) and llm-trainer[$EXTRAS]"
+    "$PY" -m pip install --quiet --upgrade pip
+    "$PY" -m pip install --quiet "torch==2.13.0"
+    "$PY" -m pip install --quiet -e "$ROOT[$EXTRAS]"
+    echo "$want" > "$stamp"
+fi
+
+# Type checkers cannot follow setuptools' editable-install import hook, and the package lives
+# at the repository root (whose directory is not named llm_trainer). A symlink named
+# llm_trainer gives mypy a normal path to the package (scripts/test.sh sets MYPYPATH to it).
+mkdir -p "$VENV/typecheck"
+ln -sfn "$ROOT" "$VENV/typecheck/llm_trainer"
+export PATH="$VENV/bin:$PATH"
