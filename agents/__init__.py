@@ -1,0 +1,6 @@
+"""Agents are policies: ``act(observation, info) -> action text``."""
+
+from llm_trainer.agents.baselines import OracleAgent, RandomAgent
+from llm_trainer.agents.policy import Policy
+
+__all__ = ["OracleAgent", "Policy", "RandomAgent"]

@@ -1,0 +1,1 @@
+"""Benchmarks: fixed suites, runners, statistics and the leaderboard."""

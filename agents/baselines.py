@@ -1,0 +1,125 @@
+"""Scripted baseline policies: an oracle that solves every task, and a random agent.
+
+They bracket every leaderboard: the oracle shows the maximum reward is reachable, the random
+agent what chance gives.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from llm_trainer.envs.tools import format_answer
+from llm_trainer.envs.tooluse.base import ToolUseEnv
+
+
+class OracleAgent:
+    """Solves tool-use tasks by reading the task's oracle plan through ``env.unwrapped``.
+
+    It never looks at the observation for the answer; it reads ``env.unwrapped.task`` (the
+    plan of tool calls and the expected answer) and how many tool calls the episode has had.
+    Bind it to the env(s) it acts in: one env for :meth:`act`, one per batch slot for
+    :meth:`act_batch`.
+
+    >>> import llm_trainer
+    >>> env = llm_trainer.make("LLMTrainer/Calculator-v0")
+    >>> agent = OracleAgent(env)
+    >>> observation, info = env.reset(seed=0)
+    >>> agent.act(observation, info).startswith("<tool_call>")
+    True
+    """
+
+    def __init__(self, envs: gym.Env[Any, Any] | Sequence[gym.Env[Any, Any]]) -> None:
+        envs = [envs] if isinstance(envs, gym.Env) else list(envs)
+        if not envs:
+            raise ValueError("OracleAgent needs at least one env")
+        self._envs: list[ToolUseEnv] = []
+        for env in envs:
+            base = env.unwrapped
+            if not isinstance(base, ToolUseEnv):
+                raise TypeError(f"OracleAgent supports tool-use envs, got {type(base).__name__}")
+            self._envs.append(base)
+
+    def reset(self, *, seed: int | None = None) -> None:
+        """Nothing to reset: the oracle reads the episode's state from the env."""
+
+    def act(self, observation: str, info: Mapping[str, Any]) -> str:
+        return self._next_action(self._envs[0])
+
+    def act_batch(
+        self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        if len(observations) != len(self._envs):
+            raise ValueError(f"OracleAgent is bound to {len(self._envs)} envs, got a batch of "
+                             f"{len(observations)} observations")
+        return [self._next_action(env) for env in self._envs]
+
+    @staticmethod
+    def _next_action(env: ToolUseEnv) -> str:
+        episode = env.get_state()
+        plan = episode.task.plan
+        if episode.n_calls < len(plan):
+            return plan[episode.n_calls].to_text()
+        return format_answer(episode.task.answer)
+
+
+_WORDS = ("Paris", "today", "42", "founder", "capital", "Tokyo", "year", "x", "answer", "2026-01-01")
+_GARBAGE = string.ascii_letters + string.digits + string.punctuation + " \n\t" + "éλ中😀"
+
+
+class RandomAgent:
+    """Acts at random using only what ``info`` shows: valid-looking tool calls with random
+    arguments, random answers, and garbage text.
+
+    All randomness comes from its own generator, seeded at construction and by ``reset(seed)``;
+    no global RNG is touched.
+
+    Args:
+        seed: Seed of the agent's generator.
+        p_tool: Probability of a tool call with random arguments.
+        p_answer: Probability of a random answer (the rest is garbage text).
+    """
+
+    def __init__(self, seed: int = 0, *, p_tool: float = 0.4, p_answer: float = 0.4) -> None:
+        if not (0 <= p_tool and 0 <= p_answer and p_tool + p_answer <= 1):
+            raise ValueError("p_tool and p_answer must be probabilities with p_tool + p_answer <= 1")
+        self.p_tool, self.p_answer = p_tool, p_answer
+        self._rng = np.random.default_rng(seed)
+
+    def reset(self, *, seed: int | None = None) -> None:
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+
+    def act(self, observation: str, info: Mapping[str, Any]) -> str:
+        u = self._rng.random()
+        tools = info.get("tools") or ()
+        if u < self.p_tool and tools:
+            spec = tools[int(self._rng.integers(len(tools)))]["function"]
+            properties = spec.get("parameters", {}).get("properties", {})
+            arguments = {name: self._value(prop.get("type")) for name, prop in properties.items()}
+            payload = {"name": spec["name"], "arguments": arguments}
+            return f"<tool_call>{json.dumps(payload)}</tool_call>"
+        if u < self.p_tool + self.p_answer:
+            return format_answer(str(self._value("string")))
+        n = int(self._rng.integers(0, 60))
+        return "".join(_GARBAGE[i] for i in self._rng.integers(len(_GARBAGE), size=n))
+
+    def act_batch(
+        self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        return [self.act(o, i) for o, i in zip(observations, infos, strict=True)]
+
+    def _value(self, kind: Any) -> Any:
+        if kind in ("integer", "number"):
+            return int(self._rng.integers(1, 6))
+        if self._rng.random() < 0.5:
+            return str(int(self._rng.integers(0, 100)))
+        if self._rng.random() < 0.5:
+            a, b = self._rng.integers(0, 100, size=2)
+            return f"{a} {'+-*/'[int(self._rng.integers(4))]} {b}"
+        return _WORDS[int(self._rng.integers(len(_WORDS)))]
