@@ -48,35 +48,57 @@ def envs(
     for column in ("id", "description", "tools", "difficulties", "max steps"):
         table.add_column(column, overflow="fold")
     for s in specs:
-        table.add_row(s.id, s.description, ", ".join(s.capabilities.tools),
-                      ", ".join(map(str, s.capabilities.difficulties)), str(s.max_episode_steps))
+        table.add_row(
+            s.id,
+            s.description,
+            ", ".join(s.capabilities.tools),
+            ", ".join(map(str, s.capabilities.difficulties)),
+            str(s.max_episode_steps),
+        )
     console.print(table)
     if as_json:
         print(json.dumps({"envs": [s.id for s in specs]}))
 
 
-def _evaluate_rows(agent: str, env_ids: list[str], episodes: int, seed: int,
-                   difficulty: int | None) -> list[dict[str, Any]]:
+def _evaluate_rows(
+    agent: str, env_ids: list[str], episodes: int, seed: int, difficulty: int | None
+) -> list[dict[str, Any]]:
     from llm_trainer.agents.factory import make_agent
     from llm_trainer.algorithms.rollout import evaluate
 
     rows = []
     for env_id in env_ids:
-        summary, _ = evaluate(env_id, lambda env: make_agent(agent, env, seed=seed),
-                              range(seed, seed + episodes), difficulty=difficulty)
+        summary, _ = evaluate(
+            env_id,
+            lambda env: make_agent(agent, env, seed=seed),
+            range(seed, seed + episodes),
+            difficulty=difficulty,
+        )
         rows.append({"agent": agent, **summary.as_dict()})
     return rows
 
 
 def _print_rows(rows: list[dict[str, Any]], title: str) -> None:
     table = Table(title=title)
-    columns = ("agent", "env_id", "episodes", "success", "tool_correct", "format_ok", "exec_ok",
-               "answer_correct", "mean_reward", "mean_steps", "errors")
+    columns = (
+        "agent",
+        "env_id",
+        "episodes",
+        "success",
+        "tool_correct",
+        "format_ok",
+        "exec_ok",
+        "answer_correct",
+        "mean_reward",
+        "mean_steps",
+        "errors",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column in ("agent", "env_id") else "right")
     for row in rows:
-        table.add_row(*(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
-                        for c in columns))
+        table.add_row(
+            *(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns)
+        )
     console.print(table)
 
 
@@ -101,8 +123,15 @@ def evaluate(
         return
     _print_rows(rows, f"{agent} on {len(env_ids)} env(s), {episodes} episodes each")
     if as_json:
-        print(json.dumps({"agent": agent, "results": rows,
-                          "wall_seconds": round(time.perf_counter() - start, 3)}))
+        print(
+            json.dumps(
+                {
+                    "agent": agent,
+                    "results": rows,
+                    "wall_seconds": round(time.perf_counter() - start, 3),
+                }
+            )
+        )
 
 
 @app.command()
@@ -125,15 +154,19 @@ def quickstart(
     console.print(f"done in {wall:.1f} s")
     if as_json:
         oracle = [r for r in rows if r["agent"] == "oracle"]
-        print(json.dumps({
-            "success": sum(r["success"] for r in oracle) / len(oracle),
-            "tool_accuracy": sum(r["tool_correct"] for r in oracle) / len(oracle),
-            "format_correctness": sum(r["format_ok"] for r in oracle) / len(oracle),
-            "execution_success": sum(r["exec_ok"] for r in oracle) / len(oracle),
-            "answer_correctness": sum(r["answer_correct"] for r in oracle) / len(oracle),
-            "results": rows,
-            "wall_seconds": round(wall, 3),
-        }))
+        print(
+            json.dumps(
+                {
+                    "success": sum(r["success"] for r in oracle) / len(oracle),
+                    "tool_accuracy": sum(r["tool_correct"] for r in oracle) / len(oracle),
+                    "format_correctness": sum(r["format_ok"] for r in oracle) / len(oracle),
+                    "execution_success": sum(r["exec_ok"] for r in oracle) / len(oracle),
+                    "answer_correctness": sum(r["answer_correct"] for r in oracle) / len(oracle),
+                    "results": rows,
+                    "wall_seconds": round(wall, 3),
+                }
+            )
+        )
 
 
 def main() -> None:  # pragma: no cover - console entry point

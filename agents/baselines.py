@@ -55,8 +55,10 @@ class OracleAgent:
         self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]
     ) -> list[str]:
         if len(observations) != len(self._envs):
-            raise ValueError(f"OracleAgent is bound to {len(self._envs)} envs, got a batch of "
-                             f"{len(observations)} observations")
+            raise ValueError(
+                f"OracleAgent is bound to {len(self._envs)} envs, got a batch of "
+                f"{len(observations)} observations"
+            )
         return [self._next_action(env) for env in self._envs]
 
     @staticmethod
@@ -68,7 +70,18 @@ class OracleAgent:
         return format_answer(episode.task.answer)
 
 
-_WORDS = ("Paris", "today", "42", "founder", "capital", "Tokyo", "year", "x", "answer", "2026-01-01")
+_WORDS = (
+    "Paris",
+    "today",
+    "42",
+    "founder",
+    "capital",
+    "Tokyo",
+    "year",
+    "x",
+    "answer",
+    "2026-01-01",
+)
 _GARBAGE = string.ascii_letters + string.digits + string.punctuation + " \n\t" + "éλ中😀"
 
 
@@ -86,8 +99,10 @@ class RandomAgent:
     """
 
     def __init__(self, seed: int = 0, *, p_tool: float = 0.4, p_answer: float = 0.4) -> None:
-        if not (0 <= p_tool and 0 <= p_answer and p_tool + p_answer <= 1):
-            raise ValueError("p_tool and p_answer must be probabilities with p_tool + p_answer <= 1")
+        if not (p_tool >= 0 and p_answer >= 0 and p_tool + p_answer <= 1):
+            raise ValueError(
+                "p_tool and p_answer must be probabilities with p_tool + p_answer <= 1"
+            )
         self.p_tool, self.p_answer = p_tool, p_answer
         self._rng = np.random.default_rng(seed)
 

@@ -23,5 +23,7 @@ def make_agent(spec: str, env: gym.Env[Any, Any], *, seed: int = 0) -> Policy:
         return OracleAgent(env)
     if spec == "random":
         return RandomAgent(seed)
-    raise ConfigError(f"unknown agent spec {spec!r}{suggest(spec, AGENT_SPECS)}; "
-                      f"allowed: {', '.join(AGENT_SPECS)}")
+    raise ConfigError(
+        f"unknown agent spec {spec!r}{suggest(spec, AGENT_SPECS)}; "
+        f"allowed: {', '.join(AGENT_SPECS)}"
+    )

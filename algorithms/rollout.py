@@ -41,10 +41,18 @@ def run_episode(
             if terminated or truncated:
                 break
     except Exception as exc:  # recorded on the result: one bad episode never stops a batch
-        return EpisodeResult(env_id, seed, difficulty, total, steps,
-                             {k: False for k in METRIC_KEYS}, f"{type(exc).__name__}: {exc}")
-    return EpisodeResult(env_id, seed, difficulty, total, steps,
-                         {k: bool(info.get(k, False)) for k in METRIC_KEYS})
+        return EpisodeResult(
+            env_id,
+            seed,
+            difficulty,
+            total,
+            steps,
+            dict.fromkeys(METRIC_KEYS, False),
+            f"{type(exc).__name__}: {exc}",
+        )
+    return EpisodeResult(
+        env_id, seed, difficulty, total, steps, {k: bool(info.get(k, False)) for k in METRIC_KEYS}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +68,15 @@ class EvalSummary:
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"env_id": self.env_id, "episodes": self.episodes, "mean_reward": self.mean_reward,
-                "mean_steps": self.mean_steps, **self.rates, "errors": self.errors,
-                "seconds": self.seconds}
+        return {
+            "env_id": self.env_id,
+            "episodes": self.episodes,
+            "mean_reward": self.mean_reward,
+            "mean_steps": self.mean_steps,
+            **self.rates,
+            "errors": self.errors,
+            "seconds": self.seconds,
+        }
 
 
 def summarize(env_id: str, results: Sequence[EpisodeResult], seconds: float = 0.0) -> EvalSummary:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 #: The per-episode evaluation metrics every env reports in ``info`` (see DESIGN.md).
@@ -18,21 +17,64 @@ METRIC_KEYS: tuple[str, ...] = (
 )
 
 
-def _freeze(value: Any) -> Any:
-    """Recursively turn dicts into read-only mappings and lists into tuples."""
+class FrozenDict(Mapping[str, Any]):
+    """A read-only, hashable-if-its-values-are, picklable mapping.
+
+    Used for data that many owners share (tool specs in every ``info``, tool-call arguments):
+    nobody can mutate it by accident, and gymnasium's checker does not treat it as shared
+    mutable data. ``to_plain`` turns it back into a dict for ``json.dumps``.
+
+    >>> d = FrozenDict({"a": 1}); d["a"], dict(d), d == {"a": 1}
+    (1, {'a': 1}, True)
+    """
+
+    __slots__ = ("_data",)
+    _data: dict[str, Any]
+
+    def __init__(self, data: Mapping[str, Any] = ()) -> None:  # type: ignore[assignment]
+        object.__setattr__(self, "_data", dict(data))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({self._data!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and self._data == dict(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._data.items()))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("FrozenDict is read-only")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (self._data,))
+
+
+def freeze(value: Any) -> Any:
+    """Recursively turn dicts into :class:`FrozenDict` and lists into tuples."""
     if isinstance(value, Mapping):
-        return MappingProxyType({str(k): _freeze(v) for k, v in value.items()})
+        return FrozenDict({str(k): freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
+        return tuple(freeze(v) for v in value)
     return value
 
 
-def _thaw(value: Any) -> Any:
-    """Inverse of :func:`_freeze`: plain dicts and lists, ready for ``json.dumps``."""
+def to_plain(value: Any) -> Any:
+    """Inverse of :func:`freeze`: plain dicts and lists, ready for ``json.dumps`` or a chat
+    template's ``tools=`` (``to_plain(info["tools"])``)."""
     if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [to_plain(v) for v in value]
     return value
 
 
@@ -48,11 +90,11 @@ class ToolCall:
     arguments: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "arguments", _freeze(self.arguments))
+        object.__setattr__(self, "arguments", freeze(self.arguments))
 
     def arguments_dict(self) -> dict[str, Any]:
         """The arguments as a plain (mutable, JSON-serialisable) dict."""
-        return dict(_thaw(self.arguments))
+        return dict(to_plain(self.arguments))
 
     def to_text(self) -> str:
         """Render in the ``<tool_call>{...}</tool_call>`` format that open models emit."""
@@ -60,9 +102,6 @@ class ToolCall:
             {"name": self.name, "arguments": self.arguments_dict()}, ensure_ascii=False
         )
         return f"<tool_call>{payload}</tool_call>"
-
-    def __reduce__(self) -> tuple[Any, ...]:  # MappingProxyType does not pickle
-        return (ToolCall, (self.name, self.arguments_dict()))
 
 
 @dataclass(frozen=True, slots=True)

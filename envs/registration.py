@@ -16,13 +16,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 import gymnasium
 import yaml
 
 from llm_trainer.core.errors import RegistryError, UnknownEnvError, suggest
+from llm_trainer.core.records import FrozenDict
 
 REGISTRY_PATH = Path(__file__).resolve().parent.parent / "registry.yaml"
 NAMESPACE = "LLMTrainer"
@@ -58,7 +58,7 @@ class EnvSpec:
     """``module:Class`` of the env."""
     description: str
     """One line, shown by ``llm-trainer envs``."""
-    kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    kwargs: Mapping[str, Any] = field(default_factory=lambda: FrozenDict({}))
     """Default constructor arguments; ``make(id, **overrides)`` overlays them."""
     max_episode_steps: int | None = None
     """Time limit, applied by gymnasium's ``TimeLimit`` wrapper."""
@@ -116,7 +116,7 @@ _TOP_LEVEL_KEYS = {"version", "envs", "suites"}
 def parse_registry(text: str, source: str = "registry.yaml") -> dict[str, EnvSpec]:
     """Parse registry YAML into ``{id: EnvSpec}``; raise :class:`RegistryError` on any problem."""
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_StrictLoader)
     except RegistryError as exc:
         raise RegistryError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
@@ -126,8 +126,9 @@ def parse_registry(text: str, source: str = "registry.yaml") -> dict[str, EnvSpe
     unknown = set(data) - _TOP_LEVEL_KEYS
     if unknown:
         key = sorted(unknown)[0]
-        raise RegistryError(f"{source}: unknown top-level key {key!r}"
-                            f"{suggest(key, _TOP_LEVEL_KEYS)}")
+        raise RegistryError(
+            f"{source}: unknown top-level key {key!r}{suggest(key, _TOP_LEVEL_KEYS)}"
+        )
     entries = data.get("envs")
     if not isinstance(entries, list) or not entries:
         raise RegistryError(f"{source}: 'envs' must be a non-empty list")
@@ -159,13 +160,14 @@ def _parse_entry(entry: Any, where: str) -> EnvSpec:
     kwargs = values.get("kwargs", {})
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         raise RegistryError(f"{where}: 'kwargs' must be a mapping of argument names to values")
-    values["kwargs"] = MappingProxyType(dict(kwargs))
+    values["kwargs"] = FrozenDict(dict(kwargs))
     steps = values.get("max_episode_steps")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise RegistryError(f"{where}: 'max_episode_steps' must be a positive integer")
     threshold = values.get("reward_threshold")
-    if threshold is not None and (isinstance(threshold, bool)
-                                  or not isinstance(threshold, int | float)):
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float)
+    ):
         raise RegistryError(f"{where}: 'reward_threshold' must be a number")
     tags = values.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
@@ -181,15 +183,17 @@ def _parse_capabilities(raw: Any, where: str) -> Capabilities:
     values = _check_keys(raw, Capabilities, f"{where}: capabilities")
     api = values.get("api", "gymnasium")
     if api not in get_args(Api):
-        raise RegistryError(f"{where}: capabilities.api must be one of {list(get_args(Api))}, "
-                            f"got {api!r}")
+        raise RegistryError(
+            f"{where}: capabilities.api must be one of {list(get_args(Api))}, got {api!r}"
+        )
     for name in ("tools", "difficulties"):
         if name in values:
             items = values[name]
             kind = str if name == "tools" else int
             if not isinstance(items, list) or not all(isinstance(x, kind) for x in items):
-                raise RegistryError(f"{where}: capabilities.{name} must be a list of "
-                                    f"{kind.__name__}")
+                raise RegistryError(
+                    f"{where}: capabilities.{name} must be a list of {kind.__name__}"
+                )
             values[name] = tuple(items)
     for name in ("snapshot", "multi_agent"):
         if name in values and not isinstance(values[name], bool):
@@ -201,16 +205,17 @@ def _check_keys(raw: dict[str, Any], cls: type[Any], where: str) -> dict[str, An
     allowed = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
         if key not in allowed:
-            raise RegistryError(f"{where}: unknown key {key!r}{suggest(str(key), allowed)}; "
-                                f"allowed keys: {', '.join(allowed)}")
+            raise RegistryError(
+                f"{where}: unknown key {key!r}{suggest(str(key), allowed)}; "
+                f"allowed keys: {', '.join(allowed)}"
+            )
     return dict(raw)
 
 
 @functools.cache
 def registry() -> Mapping[str, EnvSpec]:
     """The specs of ``registry.yaml``, by id (read once per process)."""
-    return MappingProxyType(parse_registry(REGISTRY_PATH.read_text(encoding="utf-8"),
-                                           str(REGISTRY_PATH)))
+    return FrozenDict(parse_registry(REGISTRY_PATH.read_text(encoding="utf-8"), str(REGISTRY_PATH)))
 
 
 def spec(env_id: str) -> EnvSpec:
@@ -249,8 +254,9 @@ def make(env_id: str, **overrides: Any) -> gymnasium.Env[Any, Any]:
     """
     env_spec = spec(env_id)
     if env_spec.capabilities.api != "gymnasium":
-        raise RegistryError(f"{env_id!r} is a {env_spec.capabilities.api} env; use "
-                            "llm_trainer.make_multiagent()")
+        raise RegistryError(
+            f"{env_id!r} is a {env_spec.capabilities.api} env; use llm_trainer.make_multiagent()"
+        )
     env_spec.load()  # a clear RegistryError naming the entry if the entry point is broken
     register_all()
     return gymnasium.make(env_id, **overrides)

@@ -18,9 +18,7 @@ MAX_TEXT_LENGTH = 8192
 
 # What ``sample()`` draws from: printable ASCII, whitespace, and a few multi-byte code points
 # (accents, Greek, CJK, an emoji) so that consumers are exercised on more than ASCII.
-_SAMPLE_CHARSET = (
-    "".join(chr(c) for c in range(32, 127)) + "\n\t" + "éüßñçøΩλπ中文字😀→×÷−"
-)
+_SAMPLE_CHARSET = "".join(chr(c) for c in range(32, 127)) + "\n\t" + "éüßñçøΩλπ中文字😀→×÷−"
 
 
 class UnicodeText(Text):

@@ -28,6 +28,7 @@ MAX_DEPTH = 32
 MAX_EXPONENT = 1024
 #: Bound on numerator and denominator of every intermediate result (about 1233 decimal digits).
 MAX_RESULT_BITS = 4096
+_MAX_LITERAL_DIGITS = 1200  # 10**1200 needs about 3986 bits, under MAX_RESULT_BITS
 #: Non-terminating results are rounded to this many decimal places when printed.
 DISPLAY_DECIMALS = 6
 
@@ -108,8 +109,15 @@ _BINARY: dict[type[ast.operator], Callable[[Number, Number], Number]] = {
     ast.Mod: _mod,
 }
 FUNCTIONS = ("sqrt", "abs", "round", "min", "max")
-_OPERATOR_SYMBOLS = {ast.FloorDiv: "//", ast.MatMult: "@", ast.BitAnd: "&", ast.BitOr: "|",
-                     ast.BitXor: "^", ast.LShift: "<<", ast.RShift: ">>"}
+_OPERATOR_SYMBOLS = {
+    ast.FloorDiv: "//",
+    ast.MatMult: "@",
+    ast.BitAnd: "&",
+    ast.BitOr: "|",
+    ast.BitXor: "^",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
+}
 
 
 def _sqrt(x: Number) -> Number:
@@ -145,7 +153,7 @@ def _call(name: str, args: list[Number]) -> Number:
         return _sqrt(args[0])
     if name == "abs":
         _arity(name, 1, 1, args)
-        return abs(args[0])
+        return -args[0] if args[0] < 0 else args[0]
     if name == "round":
         _arity(name, 1, 2, args)
         return _round(*args)
@@ -171,8 +179,12 @@ def _eval(node: ast.AST, depth: int, source: bytes) -> Number:
         if isinstance(value, float):
             # The exact decimal value of the literal as written (0.1 stays 1/10); AST offsets
             # count UTF-8 bytes.
-            literal = source[node.col_offset : node.end_col_offset].decode()
-            return _normal(Fraction(literal.replace("_", "")))
+            literal = source[node.col_offset : node.end_col_offset].decode().replace("_", "")
+            mantissa, _, exponent = literal.lower().partition("e")
+            # Bound the size before Fraction() builds 10**exponent.
+            if exponent and abs(int(exponent)) + len(mantissa) > _MAX_LITERAL_DIGITS:
+                raise ToolError(f"number {literal[:20]!r} out of range")
+            return _normal(Fraction(literal))
         return _normal(value)
     if isinstance(node, ast.UnaryOp):
         if isinstance(node.op, ast.USub):
@@ -184,9 +196,7 @@ def _eval(node: ast.AST, depth: int, source: bytes) -> Number:
         if not isinstance(node.func, ast.Name) or node.keywords:
             raise ToolError(f"only plain calls of {', '.join(FUNCTIONS)} are allowed")
         if node.func.id not in FUNCTIONS:
-            raise ToolError(
-                f"unknown function {node.func.id!r}; available: {', '.join(FUNCTIONS)}"
-            )
+            raise ToolError(f"unknown function {node.func.id!r}; available: {', '.join(FUNCTIONS)}")
         args = [_eval(a, depth + 1, source) for a in node.args]
         return _normal(_call(node.func.id, args))
     if isinstance(node, ast.Name):

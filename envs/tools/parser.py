@@ -53,7 +53,7 @@ def parse_action(text: str) -> Action:
 
     >>> parse_action('<tool_call>{"name": "calculator", "arguments": {"expression": "1+1"}}'
     ...              '</tool_call>')
-    ToolCall(name='calculator', arguments=mappingproxy({'expression': '1+1'}))
+    ToolCall(name='calculator', arguments=FrozenDict({'expression': '1+1'}))
     >>> parse_action("  <answer> 42 </answer>\\n")
     AnswerAction(text='42')
     >>> parse_action("42")
@@ -63,21 +63,15 @@ def parse_action(text: str) -> Action:
     think = _THINK.match(text)
     if think is not None:
         start = think.end()
-    match = _TOOL_CALL.fullmatch(text, start)
-    if match is not None:
-        return _parse_tool_call(match.group(1))
-    match = _ANSWER.fullmatch(text, start)
-    if match is not None:
-        body = match.group(1)
-        if any(tag in body for tag in _TAGS):
-            return InvalidAction("nested or repeated tags inside <answer>")
-        return AnswerAction(body.strip())
-    return InvalidAction(_diagnose(text[start:]))
+    match = _TOOL_CALL.fullmatch(text, start) or _ANSWER.fullmatch(text, start)
+    if match is None or any(tag in match.group(1) for tag in _TAGS):
+        return InvalidAction(_diagnose(text[start:]))
+    if match.re is _ANSWER:
+        return AnswerAction(match.group(1).strip())
+    return _parse_tool_call(match.group(1))
 
 
 def _parse_tool_call(body: str) -> Action:
-    if any(tag in body for tag in _TAGS):
-        return InvalidAction("more than one block: use one <tool_call> or one <answer> per turn")
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -112,6 +106,8 @@ def _diagnose(text: str) -> str:
     close = TOOL_CALL_CLOSE if n_calls else ANSWER_CLOSE
     if close not in text:
         return f"unclosed tag: missing {close}"
+    if "<think>" in text or "</think>" in text:
+        return "a <think> block may only come first"
     return "text outside the <tool_call>/<answer> block"
 
 

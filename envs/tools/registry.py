@@ -18,11 +18,11 @@ import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from types import FrameType, MappingProxyType
+from types import FrameType
 from typing import Any
 
 from llm_trainer.core.errors import ToolError, ToolTimeoutError, suggest
-from llm_trainer.core.records import ToolCall
+from llm_trainer.core.records import ToolCall, freeze
 
 ToolFn = Callable[[Mapping[str, Any]], str]
 
@@ -44,8 +44,9 @@ class Tool:
     def __post_init__(self) -> None:
         function = self.spec.get("function") if isinstance(self.spec, Mapping) else None
         if self.spec.get("type") != "function" or not isinstance(function, Mapping):
-            raise ValueError(f"tool spec must be {{'type': 'function', 'function': {{...}}}}, "
-                             f"got {self.spec!r}")
+            raise ValueError(
+                f"tool spec must be {{'type': 'function', 'function': {{...}}}}, got {self.spec!r}"
+            )
         if not isinstance(function.get("name"), str) or "parameters" not in function:
             raise ValueError(f"tool spec needs a string 'name' and 'parameters': {function!r}")
         if self.time_limit_s <= 0:
@@ -81,7 +82,7 @@ class ToolRegistry:
         if tool.name in self._tools:
             raise ValueError(f"tool {tool.name!r} is already registered")
         self._tools[tool.name] = tool
-        self._specs = tuple(MappingProxyType(dict(t.spec)) for t in self._tools.values())
+        self._specs = tuple(freeze(t.spec) for t in self._tools.values())
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -89,7 +90,8 @@ class ToolRegistry:
 
     @property
     def specs(self) -> tuple[Mapping[str, Any], ...]:
-        """The specs in registration order, ready for a chat template's ``tools=``."""
+        """The specs in registration order, deeply read-only (so an agent cannot corrupt them
+        and every ``info`` may share them); ``to_plain(specs)`` gives JSON-ready dicts."""
         return self._specs if self._tools else ()
 
     def __contains__(self, name: object) -> bool:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from rank_bm25 import BM25Okapi
 
 from llm_trainer.core.errors import ToolError
 from llm_trainer.envs.tools.weather import CITIES
@@ -48,14 +47,56 @@ SPEC: Mapping[str, Any] = {
     },
 }
 
-_ONSETS = ("b", "br", "d", "dr", "f", "g", "k", "kr", "l", "m", "n", "p", "r", "s", "st", "t",
-           "th", "v", "z", "")
+_ONSETS = (
+    "b",
+    "br",
+    "d",
+    "dr",
+    "f",
+    "g",
+    "k",
+    "kr",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "st",
+    "t",
+    "th",
+    "v",
+    "z",
+    "",
+)
 _VOWELS = ("a", "e", "i", "o", "u", "ae", "ia", "y")
 _CODAS = ("", "n", "r", "s", "l", "th", "m", "x", "nd", "rk")
-_PROFESSIONS = ("physicist", "painter", "novelist", "architect", "chemist", "composer",
-                "engineer", "economist", "botanist", "mathematician", "sculptor", "astronomer")
-_INDUSTRIES = ("shipping", "software", "textiles", "mining", "aerospace", "pharmaceuticals",
-               "energy", "robotics", "publishing", "agriculture")
+_PROFESSIONS = (
+    "physicist",
+    "painter",
+    "novelist",
+    "architect",
+    "chemist",
+    "composer",
+    "engineer",
+    "economist",
+    "botanist",
+    "mathematician",
+    "sculptor",
+    "astronomer",
+)
+_INDUSTRIES = (
+    "shipping",
+    "software",
+    "textiles",
+    "mining",
+    "aerospace",
+    "pharmaceuticals",
+    "energy",
+    "robotics",
+    "publishing",
+    "agriculture",
+)
 _COMPANY_SUFFIXES = ("Dynamics", "Systems", "Industries", "Labs", "Holdings", "Works")
 _CURRENCIES = ("crown", "mark", "dinar", "florin", "peso", "lira", "real", "sol")
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -101,8 +142,9 @@ class Document:
 class Corpus:
     """The generated encyclopedia: entities, one document per entity, and a BM25 index."""
 
-    def __init__(self, seed: int = 0, n_people: int = 120, n_countries: int = 40,
-                 n_companies: int = 60) -> None:
+    def __init__(
+        self, seed: int = 0, n_people: int = 120, n_countries: int = 40, n_companies: int = 60
+    ) -> None:
         self.seed = seed
         rng = np.random.default_rng([seed, 0x5EA4C4])
         used: set[str] = set()
@@ -123,13 +165,22 @@ class Corpus:
             return options[int(rng.integers(len(options)))]
 
         self.people = tuple(
-            Person(f"{word(2)} {word(2)}", int(rng.integers(1890, 2001)), pick(CITIES),
-                   pick(_PROFESSIONS))
+            Person(
+                f"{word(2)} {word(2)}",
+                int(rng.integers(1890, 2001)),
+                pick(CITIES),
+                pick(_PROFESSIONS),
+            )
             for _ in range(n_people)
         )
         self.countries = tuple(
-            Country(word(3), word(2), int(rng.integers(1200, 1990)), pick(_CURRENCIES),
-                    int(rng.integers(1, 120)))
+            Country(
+                word(3),
+                word(2),
+                int(rng.integers(1200, 1990)),
+                pick(_CURRENCIES),
+                int(rng.integers(1, 120)),
+            )
             for _ in range(n_countries)
         )
         # Companies come in families that share a stem ("Velor Dynamics", "Velor Labs"), so a
@@ -139,20 +190,43 @@ class Corpus:
         for i in range(n_companies):
             founder = self.people[int(rng.integers(len(self.people)))]
             suffix = _COMPANY_SUFFIXES[(i // len(stems)) % len(_COMPANY_SUFFIXES)]
-            companies.append(Company(f"{stems[i % len(stems)]} {suffix}", founder.name,
-                                     pick(CITIES), int(rng.integers(1900, 2021)), pick(_INDUSTRIES)))
+            companies.append(
+                Company(
+                    f"{stems[i % len(stems)]} {suffix}",
+                    founder.name,
+                    pick(CITIES),
+                    int(rng.integers(1900, 2021)),
+                    pick(_INDUSTRIES),
+                )
+            )
         self.companies = tuple(companies)
         self.documents = tuple(
-            [Document(p.name, f"{p.name} is a {p.profession} born in {p.born} in "
-                      f"{p.birthplace}.") for p in self.people]
-            + [Document(c.name, f"{c.name} is a country founded in {c.founded}. Its capital is "
-                        f"{c.capital}, its currency is the {c.currency}, and about "
-                        f"{c.population_millions} million people live there.")
-               for c in self.countries]
-            + [Document(c.name, f"{c.name} is a {c.industry} company founded in {c.founded} by "
-                        f"{c.founder}. It is headquartered in {c.headquarters}.")
-               for c in self.companies]
+            [
+                Document(
+                    p.name, f"{p.name} is a {p.profession} born in {p.born} in {p.birthplace}."
+                )
+                for p in self.people
+            ]
+            + [
+                Document(
+                    c.name,
+                    f"{c.name} is a country founded in {c.founded}. Its capital is "
+                    f"{c.capital}, its currency is the {c.currency}, and about "
+                    f"{c.population_millions} million people live there.",
+                )
+                for c in self.countries
+            ]
+            + [
+                Document(
+                    c.name,
+                    f"{c.name} is a {c.industry} company founded in {c.founded} by "
+                    f"{c.founder}. It is headquartered in {c.headquarters}.",
+                )
+                for c in self.companies
+            ]
         )
+        from rank_bm25 import BM25Okapi  # imported on first use: `import llm_trainer` stays light
+
         self._index = BM25Okapi([tokenize(f"{d.title} {d.text}") for d in self.documents])
 
     def search(self, query: str, k: int = DEFAULT_TOP_K) -> list[Document]:

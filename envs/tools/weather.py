@@ -23,23 +23,55 @@ from llm_trainer.core.errors import ToolError, suggest
 #: City -> (annual mean temperature in °C, half the seasonal swing, base humidity in %).
 #: Southern-hemisphere cities have a negative swing (their summer is in January).
 CLIMATES: Mapping[str, tuple[float, float, int]] = {
-    "Amsterdam": (10.5, 7.0, 80), "Athens": (18.5, 9.0, 60), "Bangkok": (28.5, 1.5, 75),
-    "Berlin": (10.0, 9.5, 72), "Buenos Aires": (18.0, -6.5, 72), "Cairo": (22.5, 7.0, 55),
-    "Cape Town": (17.0, -4.5, 70), "Chicago": (10.0, 14.0, 68), "Dubai": (28.0, 7.5, 58),
-    "Helsinki": (5.5, 11.5, 78), "Istanbul": (15.0, 9.0, 72), "Jakarta": (27.5, 0.5, 80),
-    "Lagos": (27.0, 1.5, 82), "Lima": (19.5, -3.5, 82), "Lisbon": (17.5, 5.5, 70),
-    "London": (11.5, 6.5, 77), "Madrid": (15.0, 9.5, 58), "Mexico City": (17.0, 2.5, 55),
-    "Moscow": (6.0, 13.5, 76), "Mumbai": (27.5, 2.0, 75), "Nairobi": (19.0, -1.5, 65),
-    "New York": (13.0, 12.0, 64), "Oslo": (6.5, 10.5, 74), "Paris": (12.5, 8.0, 75),
-    "Reykjavik": (5.0, 5.5, 78), "Rome": (16.0, 8.5, 70), "Santiago": (14.5, -6.0, 65),
-    "Seoul": (12.5, 14.5, 64), "Singapore": (27.5, 0.5, 83), "Sydney": (18.5, -4.5, 68),
-    "Tokyo": (16.0, 10.5, 66), "Toronto": (9.0, 13.5, 70), "Vancouver": (10.5, 6.5, 78),
-    "Vienna": (11.0, 10.0, 70), "Warsaw": (8.5, 10.5, 76), "Zurich": (9.5, 9.0, 75),
+    "Amsterdam": (10.5, 7.0, 80),
+    "Athens": (18.5, 9.0, 60),
+    "Bangkok": (28.5, 1.5, 75),
+    "Berlin": (10.0, 9.5, 72),
+    "Buenos Aires": (18.0, -6.5, 72),
+    "Cairo": (22.5, 7.0, 55),
+    "Cape Town": (17.0, -4.5, 70),
+    "Chicago": (10.0, 14.0, 68),
+    "Dubai": (28.0, 7.5, 58),
+    "Helsinki": (5.5, 11.5, 78),
+    "Istanbul": (15.0, 9.0, 72),
+    "Jakarta": (27.5, 0.5, 80),
+    "Lagos": (27.0, 1.5, 82),
+    "Lima": (19.5, -3.5, 82),
+    "Lisbon": (17.5, 5.5, 70),
+    "London": (11.5, 6.5, 77),
+    "Madrid": (15.0, 9.5, 58),
+    "Mexico City": (17.0, 2.5, 55),
+    "Moscow": (6.0, 13.5, 76),
+    "Mumbai": (27.5, 2.0, 75),
+    "Nairobi": (19.0, -1.5, 65),
+    "New York": (13.0, 12.0, 64),
+    "Oslo": (6.5, 10.5, 74),
+    "Paris": (12.5, 8.0, 75),
+    "Reykjavik": (5.0, 5.5, 78),
+    "Rome": (16.0, 8.5, 70),
+    "Santiago": (14.5, -6.0, 65),
+    "Seoul": (12.5, 14.5, 64),
+    "Singapore": (27.5, 0.5, 83),
+    "Sydney": (18.5, -4.5, 68),
+    "Tokyo": (16.0, 10.5, 66),
+    "Toronto": (9.0, 13.5, 70),
+    "Vancouver": (10.5, 6.5, 78),
+    "Vienna": (11.0, 10.0, 70),
+    "Warsaw": (8.5, 10.5, 76),
+    "Zurich": (9.5, 9.0, 75),
 }
 CITIES: tuple[str, ...] = tuple(CLIMATES)
 _CITY_BY_KEY = {city.casefold(): city for city in CITIES}
-CONDITIONS: tuple[str, ...] = ("sunny", "partly cloudy", "cloudy", "rain", "thunderstorm", "snow",
-                               "fog", "windy")
+CONDITIONS: tuple[str, ...] = (
+    "sunny",
+    "partly cloudy",
+    "cloudy",
+    "rain",
+    "thunderstorm",
+    "snow",
+    "fog",
+    "windy",
+)
 N_DAYS = 7
 _EPOCH = dt.date(2026, 1, 1)
 
@@ -74,9 +106,14 @@ class WeatherReport:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"city": self.city, "date": self.date, "temperature_c": self.temperature_c,
-             "condition": self.condition, "humidity_pct": self.humidity_pct,
-             "wind_kph": self.wind_kph},
+            {
+                "city": self.city,
+                "date": self.date,
+                "temperature_c": self.temperature_c,
+                "condition": self.condition,
+                "humidity_pct": self.humidity_pct,
+                "wind_kph": self.wind_kph,
+            },
             ensure_ascii=False,
         )
 
@@ -90,7 +127,8 @@ class WeatherWorld:
     """One simulated week of weather for every city in :data:`CITIES`.
 
     >>> world = WeatherWorld(seed=7)
-    >>> world.report("Paris", world.dates[0]) == WeatherWorld(seed=7).report("paris", world.dates[0])
+    >>> first_day = world.dates[0]
+    >>> world.report("Paris", first_day) == WeatherWorld(seed=7).report("paris", first_day)
     True
     """
 
@@ -112,7 +150,9 @@ class WeatherWorld:
             ToolError: for an unknown city or a date outside the simulated week, listing what
                 is valid.
         """
-        name = _CITY_BY_KEY.get(" ".join(city.split()).casefold()) if isinstance(city, str) else None
+        name = (
+            _CITY_BY_KEY.get(" ".join(city.split()).casefold()) if isinstance(city, str) else None
+        )
         if name is None:
             hint = suggest(city, CITIES) if isinstance(city, str) else ""
             raise ToolError(f"unknown city {city!r}{hint}; known cities: {', '.join(CITIES)}")

@@ -6,5 +6,12 @@ from llm_trainer.envs.tooluse.multitool import MultiToolEnv
 from llm_trainer.envs.tooluse.search import SearchEnv
 from llm_trainer.envs.tooluse.weather import WeatherEnv
 
-__all__ = ["CalculatorEnv", "Episode", "MultiToolEnv", "SearchEnv", "Task", "ToolUseEnv",
-           "WeatherEnv"]
+__all__ = [
+    "CalculatorEnv",
+    "Episode",
+    "MultiToolEnv",
+    "SearchEnv",
+    "Task",
+    "ToolUseEnv",
+    "WeatherEnv",
+]

@@ -11,9 +11,28 @@ from llm_trainer.envs.tools import ToolRegistry, calculator_tool
 from llm_trainer.envs.tools.calculator import evaluate, format_number
 from llm_trainer.envs.tooluse.base import Task, ToolUseEnv, pick, tool_call
 
-_ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-         "eighteen", "nineteen")
+_ONES = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+)
 _TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 
 
@@ -39,8 +58,12 @@ def number_to_words(n: int) -> str:
 
 
 # Difficulty 1: two operands, + - *, in symbols or with the operator in words.
-_D1_SYMBOLS = ("What is {a} {op} {b}?", "Compute {a} {op} {b}.", "Calculate {a} {op} {b}.",
-               "{a} {op} {b} = ?")
+_D1_SYMBOLS = (
+    "What is {a} {op} {b}?",
+    "Compute {a} {op} {b}.",
+    "Calculate {a} {op} {b}.",
+    "{a} {op} {b} = ?",
+)
 _D1_WORDS = {
     "+": ("What is {a} plus {b}?", "Add {a} and {b}.", "What is the sum of {a} and {b}?"),
     "-": ("What is {a} minus {b}?", "Subtract {b} from {a}.", "What is {a} take away {b}?"),
@@ -91,8 +114,10 @@ def _d2(rng: np.random.Generator) -> tuple[str, str]:
         template = pick(rng, ("What is {e}?", "Compute {e}.", "Evaluate {e}."))
         return template.format(e=expression), expression
     first, second = (_STEP_WORDS[op].format(x=number_to_words(x)) for op, x in steps)
-    return (f"Start with {number_to_words(a)}, {first}, then {second}. What is the result?",
-            expression)
+    return (
+        f"Start with {number_to_words(a)}, {first}, then {second}. What is the result?",
+        expression,
+    )
 
 
 def _d3(rng: np.random.Generator) -> tuple[str, str]:
@@ -101,8 +126,11 @@ def _d3(rng: np.random.Generator) -> tuple[str, str]:
         price = Fraction(int(rng.integers(500, 20000)), 100)
         pct = int(pick(rng, (5, 10, 15, 20, 25, 30, 40)))
         p = format_number(price)
-        return (f"A jacket costs {p} dollars and is discounted by {pct}%. What is the new price "
-                "in dollars?", f"{p} * (100 - {pct}) / 100")
+        return (
+            f"A jacket costs {p} dollars and is discounted by {pct}%. What is the new price "
+            "in dollars?",
+            f"{p} * (100 - {pct}) / 100",
+        )
     if kind == 1:
         pct, base = int(rng.integers(1, 100)), int(rng.integers(20, 5000))
         return f"What is {pct}% of {base}?", f"{base} * {pct} / 100"
@@ -118,8 +146,11 @@ def _d3(rng: np.random.Generator) -> tuple[str, str]:
     w = format_number(Fraction(int(rng.integers(10, 400)), 10))
     h = format_number(Fraction(int(rng.integers(10, 400)), 10))
     n = int(rng.integers(2, 10))
-    return (f"A field is {w} m wide and {h} m long. What is the total area of {n} such fields "
-            "in square metres?", f"{n} * {w} * {h}")
+    return (
+        f"A field is {w} m wide and {h} m long. What is the total area of {n} such fields "
+        "in square metres?",
+        f"{n} * {w} * {h}",
+    )
 
 
 _GENERATORS = {1: _d1, 2: _d2, 3: _d3}
@@ -199,5 +230,3 @@ class CalculatorEnv(ToolUseEnv):
 
     def _sample_task(self, rng: np.random.Generator, difficulty: int) -> Task:
         return sample_calculator_task(rng, difficulty)
-
-

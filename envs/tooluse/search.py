@@ -7,56 +7,52 @@ import numpy as np
 from llm_trainer.envs.spaces import MAX_TEXT_LENGTH
 from llm_trainer.envs.tools import ToolRegistry, search_tool
 from llm_trainer.envs.tools.search import Corpus, corpus
-from llm_trainer.envs.tooluse.base import Task, ToolUseEnv, pick, tool_call
+from llm_trainer.envs.tooluse.base import AnswerKind, Task, ToolUseEnv, pick, tool_call
 
 _SEARCH = frozenset({"search"})
+
+
+def _ask(prompt: str, answer: int | str, *queries: str) -> Task:
+    """A search task; integer answers are compared as numbers, the rest as text."""
+    kind: AnswerKind = "number" if isinstance(answer, int) else "text"
+    plan = tuple(tool_call("search", query=q) for q in queries)
+    return Task(prompt, str(answer), kind, plan, _SEARCH, _SEARCH)
 
 
 def _one_hop(rng: np.random.Generator, docs: Corpus, difficulty: int) -> Task:
     if difficulty == 1:
         kind = int(rng.integers(3))
-        if kind < 2:
-            person = pick(rng, docs.people)
-            prompt, answer, kind_ = (
-                (f"In which year was {person.name} born?", str(person.born), "number")
-                if kind == 0
-                else (f"In which city was {person.name} born?", person.birthplace, "text")
-            )
-            return Task(prompt, answer, kind_, (tool_call("search", query=person.name),),
-                        _SEARCH, _SEARCH)
-        country = pick(rng, docs.countries)
-        return Task(f"What is the capital of {country.name}?", country.capital, "text",
-                    (tool_call("search", query=country.name),), _SEARCH, _SEARCH)
+        if kind == 2:
+            country = pick(rng, docs.countries)
+            return _ask(f"What is the capital of {country.name}?", country.capital, country.name)
+        person = pick(rng, docs.people)
+        if kind == 0:
+            return _ask(f"In which year was {person.name} born?", person.born, person.name)
+        return _ask(f"In which city was {person.name} born?", person.birthplace, person.name)
     kind = int(rng.integers(5))
     if kind < 3:
         company = pick(rng, docs.companies)
-        prompt, answer, kind_ = (
-            (f"Who founded {company.name}?", company.founder, "text"),
-            (f"Where is {company.name} headquartered?", company.headquarters, "text"),
-            (f"In which year was {company.name} founded?", str(company.founded), "number"),
-        )[kind]
-        return Task(prompt, answer, kind_, (tool_call("search", query=company.name),),
-                    _SEARCH, _SEARCH)
+        name = company.name
+        if kind == 0:
+            return _ask(f"Who founded {name}?", company.founder, name)
+        if kind == 1:
+            return _ask(f"Where is {name} headquartered?", company.headquarters, name)
+        return _ask(f"In which year was {name} founded?", company.founded, name)
     if kind == 3:
         country = pick(rng, docs.countries)
-        return Task(f"What currency is used in {country.name}?", country.currency, "text",
-                    (tool_call("search", query=country.name),), _SEARCH, _SEARCH)
+        return _ask(f"What currency is used in {country.name}?", country.currency, country.name)
     person = pick(rng, docs.people)
-    return Task(f"What is the profession of {person.name}?", person.profession, "text",
-                (tool_call("search", query=person.name),), _SEARCH, _SEARCH)
+    return _ask(f"What is the profession of {person.name}?", person.profession, person.name)
 
 
 def _two_hop(rng: np.random.Generator, docs: Corpus) -> Task:
     company = pick(rng, docs.companies)
     founder = next(p for p in docs.people if p.name == company.founder)
     if rng.integers(2):
-        prompt, answer, kind = (f"In which city was the founder of {company.name} born?",
-                                founder.birthplace, "text")
-    else:
-        prompt, answer, kind = (f"In which year was the founder of {company.name} born?",
-                                str(founder.born), "number")
-    plan = (tool_call("search", query=company.name), tool_call("search", query=founder.name))
-    return Task(prompt, answer, kind, plan, _SEARCH, _SEARCH)
+        prompt = f"In which city was the founder of {company.name} born?"
+        return _ask(prompt, founder.birthplace, company.name, founder.name)
+    prompt = f"In which year was the founder of {company.name} born?"
+    return _ask(prompt, founder.born, company.name, founder.name)
 
 
 def sample_search_task(rng: np.random.Generator, difficulty: int, docs: Corpus) -> Task:

@@ -9,12 +9,12 @@ import numpy as np
 from llm_trainer.envs.spaces import MAX_TEXT_LENGTH
 from llm_trainer.envs.tools import ToolRegistry, weather_tool
 from llm_trainer.envs.tools.weather import CITIES, N_DAYS, WeatherWorld
-from llm_trainer.envs.tooluse.base import Task, ToolUseEnv, pick, tool_call
+from llm_trainer.envs.tooluse.base import AnswerKind, Task, ToolUseEnv, pick, tool_call
 
-_FIELDS = (  # (report field, how the question names it, unit hint, answer kind)
-    ("humidity_pct", "humidity", " Answer in percent.", "number"),
-    ("wind_kph", "wind speed", " Answer in km/h.", "number"),
-    ("condition", "weather condition", " Answer with the condition as reported.", "text"),
+_FIELDS = (  # (report field, how the question names it, unit hint)
+    ("humidity_pct", "humidity", " Answer in percent."),
+    ("wind_kph", "wind speed", " Answer in km/h."),
+    ("condition", "weather condition", " Answer with the condition as reported."),
 )
 
 
@@ -31,25 +31,43 @@ def sample_weather_task(rng: np.random.Generator, difficulty: int) -> Task:
     if difficulty == 1:
         date = pick(rng, dates)
         report = world.report(city, date)
-        return Task(f"What is the temperature in {city} on {date}? Answer in °C.",
-                    str(report.temperature_c), "number",
-                    (tool_call("weather", city=city, date=date),), weather, weather, world.seed)
+        return Task(
+            f"What is the temperature in {city} on {date}? Answer in °C.",
+            str(report.temperature_c),
+            "number",
+            (tool_call("weather", city=city, date=date),),
+            weather,
+            weather,
+            world.seed,
+        )
     if difficulty == 2:
         offset = int(rng.integers(N_DAYS))
         date = dates[offset]
-        field, name, hint, kind = _FIELDS[int(rng.integers(len(_FIELDS)))]
+        field, name, hint = _FIELDS[int(rng.integers(len(_FIELDS)))]
         value = world.report(city, date).field(field)
-        prompt = (f"Today is {dates[0]} ({dt.date.fromisoformat(dates[0]):%A}). What is the "
-                  f"{name} in {city} {_relative_day(offset)}?{hint}")
-        return Task(prompt, str(value), kind, (tool_call("weather", city=city, date=date),),
-                    weather, weather, world.seed)
+        kind: AnswerKind = "number" if isinstance(value, int) else "text"
+        prompt = (
+            f"Today is {dates[0]} ({dt.date.fromisoformat(dates[0]):%A}). What is the "
+            f"{name} in {city} {_relative_day(offset)}?{hint}"
+        )
+        return Task(
+            prompt,
+            str(value),
+            kind,
+            (tool_call("weather", city=city, date=date),),
+            weather,
+            weather,
+            world.seed,
+        )
     other = pick(rng, [c for c in CITIES if c != city])
     date = pick(rng, dates)
     t_city = world.report(city, date).temperature_c
     t_other = world.report(other, date).temperature_c
     answer = city if t_city > t_other else other if t_other > t_city else "same"
-    prompt = (f"On {date}, which city is warmer: {city} or {other}? Answer with the city name, "
-              "or 'same' if they are equally warm.")
+    prompt = (
+        f"On {date}, which city is warmer: {city} or {other}? Answer with the city name, "
+        "or 'same' if they are equally warm."
+    )
     plan = (tool_call("weather", city=city, date=date), tool_call("weather", city=other, date=date))
     return Task(prompt, answer, "text", plan, weather, weather, world.seed)
 
