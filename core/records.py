@@ -37,6 +37,12 @@ class FrozenDict(Mapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
 
+    def get(self, key: str, default: Any = None) -> Any:  # faster than Mapping.get
+        return self._data.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
 
@@ -59,8 +65,13 @@ class FrozenDict(Mapping[str, Any]):
         return (FrozenDict, (self._data,))
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def freeze(value: Any) -> Any:
     """Recursively turn dicts into :class:`FrozenDict` and lists into tuples."""
+    if type(value) is dict and all(type(v) in _SCALARS for v in value.values()):
+        return FrozenDict(value)  # the common flat case, without recursion
     if isinstance(value, Mapping):
         return FrozenDict({str(k): freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
@@ -88,6 +99,7 @@ class ToolCall:
 
     name: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    _text: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "arguments", freeze(self.arguments))
@@ -98,10 +110,13 @@ class ToolCall:
 
     def to_text(self) -> str:
         """Render in the ``<tool_call>{...}</tool_call>`` format that open models emit."""
-        payload = json.dumps(
-            {"name": self.name, "arguments": self.arguments_dict()}, ensure_ascii=False
-        )
-        return f"<tool_call>{payload}</tool_call>"
+        if self._text is None:  # rendered once: oracles and data generators call this often
+            payload = json.dumps(
+                {"name": self.name, "arguments": self.arguments_dict()}, ensure_ascii=False
+            )
+            object.__setattr__(self, "_text", f"<tool_call>{payload}</tool_call>")
+        assert self._text is not None
+        return self._text
 
 
 @dataclass(frozen=True, slots=True)

@@ -229,12 +229,13 @@ def _evaluate(expression: str) -> Number:
     # Bound nesting before the parser sees it (the C parser recurses on brackets). With the
     # length bound this also bounds the number of syntax nodes, hence all the work below.
     depth = max_depth = 0
-    for ch in text:
-        if ch in "([{":
-            depth += 1
-            max_depth = max(max_depth, depth)
-        elif ch in ")]}":
-            depth -= 1
+    if text.count("(") + text.count("[") + text.count("{") > MAX_DEPTH:  # else: cannot be deeper
+        for ch in text:
+            if ch in "([{":
+                depth += 1
+                max_depth = max(max_depth, depth)
+            elif ch in ")]}":
+                depth -= 1
     if max_depth > MAX_DEPTH:
         raise ToolError(f"expression nested too deeply (more than {MAX_DEPTH} levels)")
     try:

@@ -26,6 +26,7 @@ TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 _TAGS = (TOOL_CALL_OPEN, TOOL_CALL_CLOSE, ANSWER_OPEN, ANSWER_CLOSE, "<think>", "</think>")
 
+_ANY_TAG = re.compile("|".join(re.escape(tag) for tag in _TAGS))
 _THINK = re.compile(r"\s*<think>.*?</think>", re.DOTALL)
 _TOOL_CALL = re.compile(r"\s*<tool_call>(.*?)</tool_call>\s*", re.DOTALL)
 _ANSWER = re.compile(r"\s*<answer>(.*?)</answer>\s*", re.DOTALL)
@@ -64,7 +65,7 @@ def parse_action(text: str) -> Action:
     if think is not None:
         start = think.end()
     match = _TOOL_CALL.fullmatch(text, start) or _ANSWER.fullmatch(text, start)
-    if match is None or any(tag in match.group(1) for tag in _TAGS):
+    if match is None or _ANY_TAG.search(match.group(1)) is not None:
         return InvalidAction(_diagnose(text[start:]))
     if match.re is _ANSWER:
         return AnswerAction(match.group(1).strip())
@@ -117,6 +118,6 @@ def format_answer(text: str) -> str:
     Raises:
         ValueError: if ``text`` contains one of the protocol's tags (it could not round-trip).
     """
-    if any(tag in text for tag in _TAGS):
+    if _ANY_TAG.search(text) is not None:
         raise ValueError(f"answer text must not contain the tags {_TAGS}: {text!r}")
     return f"{ANSWER_OPEN}{text}{ANSWER_CLOSE}"

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from fractions import Fraction
-from typing import Any, Literal, NamedTuple, SupportsFloat
+from typing import Any, Literal, NamedTuple, SupportsFloat, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -21,18 +20,20 @@ from gymnasium.error import ResetNeeded
 
 from llm_trainer.core.records import ToolCall
 from llm_trainer.envs.spaces import MAX_TEXT_LENGTH, UnicodeText
-from llm_trainer.envs.tools import AnswerAction, ToolRegistry, parse_action
+from llm_trainer.envs.tools import AnswerAction, InvalidAction, ToolRegistry, parse_action
 
 SUCCESS_REWARD = 1.0
 INVALID_ACTION_PENALTY = -0.1
 DIFFICULTIES: tuple[int, ...] = (1, 2, 3)
 
 AnswerKind = Literal["number", "text"]
+T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Task:
+class Task(NamedTuple):
     """One task: the prompt, the expected answer, and an oracle solution.
+
+    (A NamedTuple rather than a frozen dataclass: one is built per reset, three times faster.)
 
     Attributes:
         prompt: The first observation.
@@ -88,9 +89,12 @@ def answer_matches(given: str, expected: str, kind: AnswerKind) -> bool:
     """
     if kind == "number":
         numbers = _NUMBER.findall(given.replace(",", ""))
-        return len(numbers) == 1 and abs(Fraction(numbers[0]) - Fraction(expected)) <= (
-            _NUMBER_TOLERANCE
-        )
+        if len(numbers) != 1:
+            return False
+        number = numbers[0]
+        if "." not in number and "." not in expected:  # the common case, without Fraction()
+            return int(number) == int(expected)
+        return abs(Fraction(number) - Fraction(expected)) <= _NUMBER_TOLERANCE
     return _normalise_text(given) == _normalise_text(expected)
 
 
@@ -205,39 +209,45 @@ class ToolUseEnv(gym.Env[str, str], abc.ABC):
             raise ResetNeeded("call reset() before step(): the episode has ended or not started")
         if not isinstance(action, str):
             raise TypeError(f"action must be a str (the model's completion), got {type(action)}")
-        if len(action) > self.max_text_length:
-            parsed: Any = None
-            reason: str | None = f"action longer than {self.max_text_length} characters"
+        parsed = (
+            parse_action(action)
+            if len(action) <= self.max_text_length
+            else InvalidAction(f"action longer than {self.max_text_length} characters")
+        )
+        # Episodes are immutable: each step builds the next one (positionally: it is on the
+        # hot path, and NamedTuple._replace costs three times as much).
+        task, turn = ep.task, ep.turn + 1
+        reward, terminated, reason = 0.0, False, None
+        if type(parsed) is ToolCall:
+            result = self.tools.call(parsed)
+            ep = Episode(
+                task, ep.difficulty, turn, ep.called | {parsed.name},
+                ep.succeeded | {parsed.name} if result.ok else ep.succeeded,
+                ep.n_calls + 1, ep.n_failed_calls + (not result.ok), ep.n_invalid,
+            )  # fmt: skip
+            observation, role = result.content, "tool"
+        elif type(parsed) is AnswerAction:
+            correct = answer_matches(parsed.text, task.answer, task.answer_kind)
+            ep = Episode(
+                task, ep.difficulty, turn, ep.called, ep.succeeded, ep.n_calls,
+                ep.n_failed_calls, ep.n_invalid, correct, True,
+            )  # fmt: skip
+            observation, role, terminated = "", "user", True
+            if correct and task.required_tools <= ep.succeeded:
+                reward = SUCCESS_REWARD
         else:
-            parsed = parse_action(action)
-            reason = getattr(parsed, "reason", None)
-        reward = 0.0
-        terminated = False
-        if reason is not None:
-            ep = ep._replace(turn=ep.turn + 1, n_invalid=ep.n_invalid + 1)
+            assert isinstance(parsed, InvalidAction)
+            reason = parsed.reason
+            ep = Episode(
+                task, ep.difficulty, turn, ep.called, ep.succeeded, ep.n_calls,
+                ep.n_failed_calls, ep.n_invalid + 1,
+            )  # fmt: skip
             observation = (
                 f"Invalid action: {reason}. Reply with one <tool_call>...</tool_call> or one "
                 "<answer>...</answer>."
             )
             role = "user"
             reward = INVALID_ACTION_PENALTY
-        elif isinstance(parsed, AnswerAction):
-            task = ep.task
-            correct = answer_matches(parsed.text, task.answer, task.answer_kind)
-            ep = ep._replace(turn=ep.turn + 1, answer_correct=correct, done=True)
-            observation, role, terminated = "", "user", True
-            if correct and task.required_tools <= ep.succeeded:
-                reward = SUCCESS_REWARD
-        else:  # a well-formed tool call
-            result = self.tools.call(parsed)
-            ep = ep._replace(
-                turn=ep.turn + 1,
-                called=ep.called | {parsed.name},
-                succeeded=ep.succeeded | {parsed.name} if result.ok else ep.succeeded,
-                n_calls=ep.n_calls + 1,
-                n_failed_calls=ep.n_failed_calls + (not result.ok),
-            )
-            observation, role = result.content, "tool"
         if len(observation) > self.max_text_length:
             observation = observation[: self.max_text_length]
         self._episode = ep
@@ -311,9 +321,40 @@ def _check_difficulty(value: Any, name: str) -> int:
     return int(value)
 
 
-def pick(rng: np.random.Generator, options: tuple[Any, ...] | list[Any]) -> Any:
-    """A uniformly drawn element of ``options`` (one draw from ``rng``)."""
-    return options[int(rng.integers(len(options)))]
+class Draws:
+    """Uniform draws from ``rng`` taken in blocks.
+
+    A numpy scalar call costs about 1.5 µs, which made drawing a task several times slower
+    than playing it; one ``rng.random(block)`` call serves a whole task instead. The stream
+    consumed per block is fixed, so determinism is kept.
+
+    >>> d = Draws(np.random.default_rng(0))
+    >>> 0 <= d.integer(3, 7) < 7, d.pick(("a", "b")) in ("a", "b")
+    (True, True)
+    """
+
+    __slots__ = ("_block", "_i", "_rng", "_size")
+
+    def __init__(self, rng: np.random.Generator, block: int = 16) -> None:
+        self._rng, self._size = rng, block
+        self._block: list[float] = rng.random(block).tolist()
+        self._i = 0
+
+    def uniform(self) -> float:
+        """A float in [0, 1)."""
+        if self._i == self._size:
+            self._block, self._i = self._rng.random(self._size).tolist(), 0
+        u = self._block[self._i]
+        self._i += 1
+        return u
+
+    def integer(self, low: int, high: int) -> int:
+        """An int in [low, high)."""
+        return low + int(self.uniform() * (high - low))
+
+    def pick(self, options: Sequence[T]) -> T:
+        """A uniformly drawn element of ``options``."""
+        return options[int(self.uniform() * len(options))]
 
 
 def tool_call(name: str, **arguments: Any) -> ToolCall:

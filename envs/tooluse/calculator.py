@@ -6,10 +6,11 @@ from fractions import Fraction
 
 import numpy as np
 
+from llm_trainer.core.records import ToolCall
 from llm_trainer.envs.spaces import MAX_TEXT_LENGTH
 from llm_trainer.envs.tools import ToolRegistry, calculator_tool
-from llm_trainer.envs.tools.calculator import evaluate, format_number
-from llm_trainer.envs.tooluse.base import Task, ToolUseEnv, pick, tool_call
+from llm_trainer.envs.tools.calculator import format_number
+from llm_trainer.envs.tooluse.base import Draws, Task, ToolUseEnv
 
 _ONES = (
     "zero",
@@ -71,86 +72,91 @@ _D1_WORDS = {
 }
 # Difficulty 2: three operands with / (always exact) and brackets; symbols, or a sequence of
 # operations with the numbers in words.
+_CALCULATOR = frozenset({"calculator"})
 _STEP_WORDS = {"+": "add {x}", "-": "subtract {x}", "*": "multiply by {x}", "/": "divide by {x}"}
 
 
-def _d1(rng: np.random.Generator) -> tuple[str, str]:
-    op = pick(rng, ("+", "-", "*"))
+# A generator returns (prompt, expression, exact value). It computes the value itself rather
+# than asking the calculator, so the answers are an independent check on the tool.
+Generated = tuple[str, str, Fraction]
+
+
+def _d1(d: Draws) -> Generated:
+    op = d.pick(("+", "-", "*"))
     if op == "*":
-        a, b = int(rng.integers(2, 100)), int(rng.integers(2, 13))
-        if rng.integers(2):
+        a, b = d.integer(2, 100), d.integer(2, 13)
+        if d.uniform() < 0.5:
             a, b = b, a
     else:
-        a, b = int(rng.integers(0, 100)), int(rng.integers(0, 100))
-    expression = f"{a} {op} {b}"
-    if rng.integers(2):
-        prompt = pick(rng, _D1_SYMBOLS).format(a=a, b=b, op=op)
+        a, b = d.integer(0, 100), d.integer(0, 100)
+    value = a + b if op == "+" else a - b if op == "-" else a * b
+    if d.uniform() < 0.5:
+        prompt = d.pick(_D1_SYMBOLS).format(a=a, b=b, op=op)
     else:
-        prompt = pick(rng, _D1_WORDS[op]).format(a=a, b=b)
-    return prompt, expression
+        prompt = d.pick(_D1_WORDS[op]).format(a=a, b=b)
+    return prompt, f"{a} {op} {b}", Fraction(value)
 
 
-def _d2(rng: np.random.Generator) -> tuple[str, str]:
-    a = value = int(rng.integers(2, 1000))
+def _d2(d: Draws) -> Generated:
+    a = value = d.integer(2, 1000)
     steps: list[tuple[str, int]] = []
     for _ in range(2):
-        op = pick(rng, ("+", "-", "*", "/"))
-        divisors = [d for d in range(2, 13) if value % d == 0]
+        op = d.pick(("+", "-", "*", "/"))
+        divisors = [k for k in range(2, 13) if value % k == 0]
         if op == "/" and not divisors:  # keep division exact: fall back to addition
             op = "+"
         if op == "/":
-            x = int(pick(rng, divisors))
+            x = d.pick(divisors)
             value //= x
         elif op == "*":
-            x = int(rng.integers(2, 13))
+            x = d.integer(2, 13)
             value *= x
         else:
-            x = int(rng.integers(2, 1000))
+            x = d.integer(2, 1000)
             value = value + x if op == "+" else value - x
         steps.append((op, x))
     (op1, b), (op2, c) = steps
     expression = f"({a} {op1} {b}) {op2} {c}"
-    if rng.integers(2):
-        template = pick(rng, ("What is {e}?", "Compute {e}.", "Evaluate {e}."))
-        return template.format(e=expression), expression
+    if d.uniform() < 0.5:
+        template = d.pick(("What is {e}?", "Compute {e}.", "Evaluate {e}."))
+        return template.format(e=expression), expression, Fraction(value)
     first, second = (_STEP_WORDS[op].format(x=number_to_words(x)) for op, x in steps)
-    return (
-        f"Start with {number_to_words(a)}, {first}, then {second}. What is the result?",
-        expression,
-    )
+    prompt = f"Start with {number_to_words(a)}, {first}, then {second}. What is the result?"
+    return prompt, expression, Fraction(value)
 
 
-def _d3(rng: np.random.Generator) -> tuple[str, str]:
-    kind = int(rng.integers(6))
+def _d3(d: Draws) -> Generated:
+    kind = d.integer(0, 6)
     if kind == 0:
-        price = Fraction(int(rng.integers(500, 20000)), 100)
-        pct = int(pick(rng, (5, 10, 15, 20, 25, 30, 40)))
+        price = Fraction(d.integer(500, 20000), 100)
+        pct = d.pick((5, 10, 15, 20, 25, 30, 40))
         p = format_number(price)
-        return (
-            f"A jacket costs {p} dollars and is discounted by {pct}%. What is the new price "
-            "in dollars?",
-            f"{p} * (100 - {pct}) / 100",
+        prompt = (
+            f"A jacket costs {p} dollars and is discounted by {pct}%. What is the new "
+            "price in dollars?"
         )
+        return prompt, f"{p} * (100 - {pct}) / 100", price * (100 - pct) / 100
     if kind == 1:
-        pct, base = int(rng.integers(1, 100)), int(rng.integers(20, 5000))
-        return f"What is {pct}% of {base}?", f"{base} * {pct} / 100"
+        pct, base = d.integer(1, 100), d.integer(20, 5000)
+        return f"What is {pct}% of {base}?", f"{base} * {pct} / 100", Fraction(base * pct, 100)
     if kind == 2:
-        root = int(rng.integers(11, 200))
-        return f"What is the square root of {root * root}?", f"sqrt({root * root})"
+        root = d.integer(11, 200)
+        square = root * root
+        return f"What is the square root of {square}?", f"sqrt({square})", Fraction(root)
     if kind == 3:
-        base, exp = int(rng.integers(2, 13)), int(rng.integers(3, 9))
-        return f"What is {base} to the power of {exp}?", f"{base} ** {exp}"
+        base, exp = d.integer(2, 13), d.integer(3, 9)
+        return f"What is {base} to the power of {exp}?", f"{base} ** {exp}", Fraction(base**exp)
     if kind == 4:
-        a, b = int(rng.integers(100, 10000)), int(rng.integers(3, 97))
-        return f"What is the remainder when {a} is divided by {b}?", f"{a} % {b}"
-    w = format_number(Fraction(int(rng.integers(10, 400)), 10))
-    h = format_number(Fraction(int(rng.integers(10, 400)), 10))
-    n = int(rng.integers(2, 10))
-    return (
-        f"A field is {w} m wide and {h} m long. What is the total area of {n} such fields "
-        "in square metres?",
-        f"{n} * {w} * {h}",
+        a, b = d.integer(100, 10000), d.integer(3, 97)
+        return f"What is the remainder when {a} is divided by {b}?", f"{a} % {b}", Fraction(a % b)
+    w, h = Fraction(d.integer(10, 400), 10), Fraction(d.integer(10, 400), 10)
+    n = d.integer(2, 10)
+    ws, hs = format_number(w), format_number(h)
+    prompt = (
+        f"A field is {ws} m wide and {hs} m long. What is the total area of {n} such "
+        "fields in square metres?"
     )
+    return prompt, f"{n} * {ws} * {hs}", n * w * h
 
 
 _GENERATORS = {1: _d1, 2: _d2, 3: _d3}
@@ -158,14 +164,14 @@ _GENERATORS = {1: _d1, 2: _d2, 3: _d3}
 
 def sample_calculator_task(rng: np.random.Generator, difficulty: int) -> Task:
     """Draw a calculator task (also used by ``MultiTool-v0``)."""
-    prompt, expression = _GENERATORS[difficulty](rng)
+    prompt, expression, value = _GENERATORS[difficulty](Draws(rng))
     return Task(
         prompt=prompt,
-        answer=format_number(evaluate(expression)),
+        answer=format_number(value),
         answer_kind="number",
-        plan=(tool_call("calculator", expression=expression),),
-        required_tools=frozenset({"calculator"}),
-        allowed_tools=frozenset({"calculator"}),
+        plan=(ToolCall("calculator", {"expression": expression}),),
+        required_tools=_CALCULATOR,
+        allowed_tools=_CALCULATOR,
     )
 
 

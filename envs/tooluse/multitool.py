@@ -8,7 +8,7 @@ from llm_trainer.envs.spaces import MAX_TEXT_LENGTH
 from llm_trainer.envs.tools import ToolRegistry, calculator_tool, search_tool, weather_tool
 from llm_trainer.envs.tools.search import corpus
 from llm_trainer.envs.tools.weather import CITIES, WeatherWorld
-from llm_trainer.envs.tooluse.base import Task, ToolUseEnv, pick, tool_call
+from llm_trainer.envs.tooluse.base import Draws, Task, ToolUseEnv, tool_call
 from llm_trainer.envs.tooluse.calculator import sample_calculator_task
 from llm_trainer.envs.tooluse.search import sample_search_task
 from llm_trainer.envs.tooluse.weather import sample_weather_task
@@ -84,20 +84,21 @@ class MultiToolEnv(ToolUseEnv):
             if family == 1:
                 return sample_weather_task(rng, 1)
             return sample_search_task(rng, 1, docs)
-        world = WeatherWorld(int(rng.integers(2**31)))
-        date = pick(rng, world.dates)
+        d = Draws(rng)
+        world = WeatherWorld(d.integer(0, 2**31))
+        date = d.pick(world.dates)
         plan = []
         if difficulty == 2:
-            city = pick(rng, CITIES)
+            city = d.pick(CITIES)
             prompt_city = city
             required = frozenset({"weather"})
         else:
-            person = pick(rng, docs.people)
+            person = d.pick(docs.people)
             city = person.birthplace
             prompt_city = f"the birthplace of {person.name}"
             plan.append(tool_call("search", query=person.name))
             required = frozenset({"search", "weather"})
-        other = pick(rng, [c for c in CITIES if c != city])
+        other = d.pick([c for c in CITIES if c != city])
         t_city = world.report(city, date).temperature_c
         t_other = world.report(other, date).temperature_c
         plan += [

@@ -7,7 +7,7 @@ import numpy as np
 from llm_trainer.envs.spaces import MAX_TEXT_LENGTH
 from llm_trainer.envs.tools import ToolRegistry, search_tool
 from llm_trainer.envs.tools.search import Corpus, corpus
-from llm_trainer.envs.tooluse.base import AnswerKind, Task, ToolUseEnv, pick, tool_call
+from llm_trainer.envs.tooluse.base import AnswerKind, Draws, Task, ToolUseEnv, tool_call
 
 _SEARCH = frozenset({"search"})
 
@@ -19,19 +19,19 @@ def _ask(prompt: str, answer: int | str, *queries: str) -> Task:
     return Task(prompt, str(answer), kind, plan, _SEARCH, _SEARCH)
 
 
-def _one_hop(rng: np.random.Generator, docs: Corpus, difficulty: int) -> Task:
+def _one_hop(d: Draws, docs: Corpus, difficulty: int) -> Task:
     if difficulty == 1:
-        kind = int(rng.integers(3))
+        kind = d.integer(0, 3)
         if kind == 2:
-            country = pick(rng, docs.countries)
+            country = d.pick(docs.countries)
             return _ask(f"What is the capital of {country.name}?", country.capital, country.name)
-        person = pick(rng, docs.people)
+        person = d.pick(docs.people)
         if kind == 0:
             return _ask(f"In which year was {person.name} born?", person.born, person.name)
         return _ask(f"In which city was {person.name} born?", person.birthplace, person.name)
-    kind = int(rng.integers(5))
+    kind = d.integer(0, 5)
     if kind < 3:
-        company = pick(rng, docs.companies)
+        company = d.pick(docs.companies)
         name = company.name
         if kind == 0:
             return _ask(f"Who founded {name}?", company.founder, name)
@@ -39,16 +39,16 @@ def _one_hop(rng: np.random.Generator, docs: Corpus, difficulty: int) -> Task:
             return _ask(f"Where is {name} headquartered?", company.headquarters, name)
         return _ask(f"In which year was {name} founded?", company.founded, name)
     if kind == 3:
-        country = pick(rng, docs.countries)
+        country = d.pick(docs.countries)
         return _ask(f"What currency is used in {country.name}?", country.currency, country.name)
-    person = pick(rng, docs.people)
+    person = d.pick(docs.people)
     return _ask(f"What is the profession of {person.name}?", person.profession, person.name)
 
 
-def _two_hop(rng: np.random.Generator, docs: Corpus) -> Task:
-    company = pick(rng, docs.companies)
+def _two_hop(d: Draws, docs: Corpus) -> Task:
+    company = d.pick(docs.companies)
     founder = next(p for p in docs.people if p.name == company.founder)
-    if rng.integers(2):
+    if d.uniform() < 0.5:
         prompt = f"In which city was the founder of {company.name} born?"
         return _ask(prompt, founder.birthplace, company.name, founder.name)
     prompt = f"In which year was the founder of {company.name} born?"
@@ -57,7 +57,8 @@ def _two_hop(rng: np.random.Generator, docs: Corpus) -> Task:
 
 def sample_search_task(rng: np.random.Generator, difficulty: int, docs: Corpus) -> Task:
     """Draw a search task over ``docs`` (also used by ``MultiTool-v0``)."""
-    return _two_hop(rng, docs) if difficulty == 3 else _one_hop(rng, docs, difficulty)
+    d = Draws(rng)
+    return _two_hop(d, docs) if difficulty == 3 else _one_hop(d, docs, difficulty)
 
 
 class SearchEnv(ToolUseEnv):

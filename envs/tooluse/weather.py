@@ -9,7 +9,7 @@ import numpy as np
 from llm_trainer.envs.spaces import MAX_TEXT_LENGTH
 from llm_trainer.envs.tools import ToolRegistry, weather_tool
 from llm_trainer.envs.tools.weather import CITIES, N_DAYS, WeatherWorld
-from llm_trainer.envs.tooluse.base import AnswerKind, Task, ToolUseEnv, pick, tool_call
+from llm_trainer.envs.tooluse.base import AnswerKind, Draws, Task, ToolUseEnv, tool_call
 
 _FIELDS = (  # (report field, how the question names it, unit hint)
     ("humidity_pct", "humidity", " Answer in percent."),
@@ -24,12 +24,13 @@ def _relative_day(offset: int) -> str:
 
 def sample_weather_task(rng: np.random.Generator, difficulty: int) -> Task:
     """Draw a weather task and its world (also used by ``MultiTool-v0``)."""
-    world = WeatherWorld(int(rng.integers(2**31)))
+    d = Draws(rng)
+    world = WeatherWorld(d.integer(0, 2**31))
     dates = world.dates
-    city = pick(rng, CITIES)
+    city = d.pick(CITIES)
     weather = frozenset({"weather"})
     if difficulty == 1:
-        date = pick(rng, dates)
+        date = d.pick(dates)
         report = world.report(city, date)
         return Task(
             f"What is the temperature in {city} on {date}? Answer in °C.",
@@ -41,9 +42,9 @@ def sample_weather_task(rng: np.random.Generator, difficulty: int) -> Task:
             world.seed,
         )
     if difficulty == 2:
-        offset = int(rng.integers(N_DAYS))
+        offset = d.integer(0, N_DAYS)
         date = dates[offset]
-        field, name, hint = _FIELDS[int(rng.integers(len(_FIELDS)))]
+        field, name, hint = _FIELDS[d.integer(0, len(_FIELDS))]
         value = world.report(city, date).field(field)
         kind: AnswerKind = "number" if isinstance(value, int) else "text"
         prompt = (
@@ -59,8 +60,8 @@ def sample_weather_task(rng: np.random.Generator, difficulty: int) -> Task:
             weather,
             world.seed,
         )
-    other = pick(rng, [c for c in CITIES if c != city])
-    date = pick(rng, dates)
+    other = d.pick([c for c in CITIES if c != city])
+    date = d.pick(dates)
     t_city = world.report(city, date).temperature_c
     t_other = world.report(other, date).temperature_c
     answer = city if t_city > t_other else other if t_other > t_city else "same"
