@@ -17,8 +17,11 @@ def test_readme_python_example_prints_what_it_says() -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})
-    expected = [line.split("# ", 1)[1].split(":")[-1].strip() for line in code.splitlines()
-                if line.startswith("print(") and "# " in line]
+    expected = [
+        line.split("# ", 1)[1].split(":")[-1].strip()
+        for line in code.splitlines()
+        if line.startswith("print(") and "# " in line
+    ]
     printed = out.getvalue().splitlines()
     assert len(printed) == len(expected)
     for got, want in zip(printed, expected, strict=True):
