@@ -18,6 +18,7 @@ import gymnasium as gym
 
 import llm_trainer
 from llm_trainer.agents import OracleAgent
+from llm_trainer.envs.tooluse.base import ToolUseEnv
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,8 @@ def rss_growth(env_id: str, episodes: int = 100_000) -> tuple[float, float]:
 def snapshot_cost(env_id: str, n: int = 100_000) -> tuple[float, float]:
     """Mean microseconds of ``get_state()`` and of ``set_state()`` on the unwrapped env."""
     env = gym.make(env_id).unwrapped
+    if not isinstance(env, ToolUseEnv):
+        raise TypeError(f"{env_id} does not support snapshots")
     env.reset(seed=0)
     env.step(env.task.plan[0].to_text())
     get_state, set_state = env.get_state, env.set_state

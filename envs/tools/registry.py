@@ -14,6 +14,7 @@ own work (the bundled ones do, by construction).
 
 from __future__ import annotations
 
+import importlib
 import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -129,10 +130,11 @@ def _raise_timeout(signum: int, frame: FrameType | None) -> None:
 # The guard runs on every tool call. ``signal.signal`` wraps the C function with enum
 # conversions that raise and catch an exception whenever the handler is a Python function
 # (about 5 µs per call, measured); the C module ``_signal`` behind it has the same API.
+_csignal: Any
 try:
-    import _signal as _csignal
+    _csignal = importlib.import_module("_signal")  # typeshed has no stub for it
 except ImportError:  # pragma: no cover - not CPython
-    _csignal = signal  # type: ignore[no-redef]
+    _csignal = signal
 _HAS_ALARM = hasattr(_csignal, "setitimer")
 
 
