@@ -1,7 +1,9 @@
 """The ``llm-trainer`` command line.
 
 ``llm-trainer envs`` lists the registered environments; ``llm-trainer evaluate`` runs an agent
-on held-out seeds; ``llm-trainer quickstart`` is the main job of ``scripts/run.sh``.
+on held-out seeds; ``llm-trainer quickstart`` is the main job of ``scripts/run.sh``;
+``llm-trainer bench`` runs an agent on a benchmark suite and ``llm-trainer leaderboard`` builds
+the board from result files.
 Commands with ``--json`` end with their summary as one JSON object on the last line.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -134,35 +137,255 @@ def evaluate(
         )
 
 
+_METRIC_ROWS = (
+    ("success", "success"),
+    ("tool accuracy", "tool_accuracy"),
+    ("format correctness", "format_correctness"),
+    ("execution success", "execution_success"),
+    ("answer correctness", "answer_correctness"),
+)
+
+
+def _print_before_after(summary: dict[str, Any], title: str) -> None:
+    table = Table(title=title)
+    for column in ("metric", "before", "after"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for label, key in _METRIC_ROWS:
+        table.add_row(label, f"{summary['before'][key]:.1%}", f"{summary['after'][key]:.1%}")
+    console.print(table)
+    console.print(f"run directory: {summary['run_dir']}")
+    if summary.get("learning_curve"):
+        console.print(f"learning curve: {summary['learning_curve']}")
+    console.print(f"trained model: {summary['model_dir']}  ({summary['wall_seconds']:.0f} s)")
+
+
+def _run_training(config: Any, as_json: bool, title: str) -> None:
+    from llm_trainer.algorithms.experiment import run_experiment
+
+    try:
+        summary = run_experiment(config, log=lambda m: console.print(f"[dim]{m}[/]"))
+    except UserError as exc:
+        _fail(exc)
+        return
+    _print_before_after(summary, title)
+    if as_json:
+        print(json.dumps(summary))
+
+
 @app.command()
-def quickstart(
-    episodes: Annotated[int, typer.Option(min=1, help="Episodes per env and agent.")] = 100,
-    seed: Annotated[int, typer.Option(help="First held-out seed.")] = 10_000,
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Experiment YAML file.")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field: --set train.learning_rate=3e-3"),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """The main job: list the envs, then evaluate the oracle and random agents on each."""
-    from llm_trainer.envs.registration import registry
+    """Train an agent from a YAML experiment config (configs/*.yaml)."""
+    from llm_trainer.algorithms.config import ExperimentConfig
+    from llm_trainer.core.config import load_config
+
+    try:
+        experiment = load_config(ExperimentConfig, config, overrides or ())
+    except UserError as exc:
+        _fail(exc)
+        return
+    _run_training(experiment, as_json, f"{experiment.name}: held-out {experiment.eval.env_id}")
+
+
+@app.command()
+def quickstart(
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a field of the quickstart config."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The main job: build the tiny model, teach it the calculator (SFT on oracle
+    demonstrations), and compare held-out success before and after."""
+    from llm_trainer.algorithms.config import quickstart_config
+    from llm_trainer.core.config import apply_overrides, build, to_dict
+
+    try:
+        experiment = quickstart_config()
+        if overrides:
+            experiment = build(type(experiment), apply_overrides(to_dict(experiment), overrides))
+    except UserError as exc:
+        _fail(exc)
+        return
+    _run_training(experiment, as_json, "Calculator-v0, held-out episodes: before and after SFT")
+
+
+_AGENT_HELP = (
+    "Agent spec: oracle, random, python:module:factory, sb3:PATH.zip, transformers:DIR, "
+    "vllm:DIR, openai:URL#model, or a saved agent directory."
+)
+
+
+@app.command()
+def bench(
+    suite: Annotated[str, typer.Option(help="Suite id from registry.yaml.")] = "tooluse-v0",
+    agent: Annotated[str, typer.Option(help=_AGENT_HELP)] = "oracle",
+    name: Annotated[str | None, typer.Option(help="Name on the board (default: the spec).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Result file (default: results/SUITE/NAME.json).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: min(2, cores)).")
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Discard an existing or interrupted result.")
+    ] = False,
+    compare: Annotated[
+        Path | None,
+        typer.Option(help="Baseline result file: exit 1 if this result is significantly worse."),
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Comma-separated metrics checked by --compare.")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="Level of --compare (Holm-adjusted).")] = 0.05,
+    tolerance: Annotated[
+        float, typer.Option(min=0.0, help="Differences up to this never count as regressions.")
+    ] = 0.0,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress", help="Progress bar on stderr (default: on a tty)."
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run an agent on a benchmark suite (parallel, resumable) and write its result file."""
+    from llm_trainer.benchmarks.compare import compare_results
+    from llm_trainer.benchmarks.results import load_result
+    from llm_trainer.benchmarks.runner import BenchConfig, default_workers, run_bench
+
+    try:
+        config = BenchConfig(
+            suite=suite,
+            agent=agent,
+            name=name,
+            out=out,
+            workers=workers or default_workers(),
+            fresh=fresh,
+            progress=progress,
+        )
+        baseline = load_result(compare) if compare is not None else None
+        run = run_bench(config)
+        report = None
+        if baseline is not None:
+            chosen = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+            report = compare_results(
+                baseline, run.result, metrics=chosen, alpha=alpha, tolerance=tolerance
+            )
+    except UserError as exc:
+        _fail(exc)
+        return
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]interrupted:[/] finished episodes are kept; run the same command again to "
+            "resume"
+        )
+        raise typer.Exit(130) from None
+    summary = run.result.summary
+    table = Table(title=f"{run.result.agent} on {run.result.suite.id} ({summary['episodes']} "
+                  f"episodes, {summary['errors']} errors): mean [95% CI]")  # fmt: skip
+    for column in ("metric", "mean [95% CI]", "seed std", "noise floor"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key, m in summary["metrics"].items():
+        table.add_row(
+            key,
+            f"{m['mean']:.4g} [{m['ci_low']:.4g}, {m['ci_high']:.4g}]",
+            f"{m['seed_std']:.3g}",
+            f"{m['noise_floor']:.3g}",
+        )
+    console.print(table)
+    how = "reused (already finished)" if run.reused else f"{run.episodes_played} played"
+    if run.episodes_resumed:
+        how += f", {run.episodes_resumed} resumed"
+    console.print(f"{run.path}: {how}, {run.wall_seconds:.1f} s", highlight=False)
+    if report is not None:
+        for check in report.checks:
+            style = "bold red" if check.regressed else "green"
+            label = "REGRESSION" if check.regressed else "ok"
+            console.print(f"[{style}]{label}[/] {check.describe()}", highlight=False)
+    if as_json:
+        payload: dict[str, Any] = {
+            "suite": run.result.suite.id,
+            "suite_hash": run.result.suite.hash,
+            "agent": run.result.agent,
+            "result_file": str(run.path),
+            "episodes": summary["episodes"],
+            "errors": summary["errors"],
+            "episodes_played": run.episodes_played,
+            "episodes_resumed": run.episodes_resumed,
+            "reused": run.reused,
+            "metrics": summary["metrics"],
+            "by_env": summary["by_env"],
+            "by_difficulty": summary["by_difficulty"],
+            "wall_seconds": round(run.wall_seconds, 3),
+        }
+        if report is not None:
+            payload["comparison"] = report.as_dict()
+        print(json.dumps(payload))
+    if report is not None and report.regressions:
+        raise typer.Exit(1)
+
+
+@app.command()
+def leaderboard(
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="Result files (default: results/**/*.json).")
+    ] = None,
+    out_dir: Annotated[Path, typer.Option(help="Where the board is written.")] = Path(
+        "results/leaderboard"
+    ),
+    metric: Annotated[str, typer.Option(help="The metric that ranks entries.")] = "success",
+    as_json: JsonFlag = False,
+) -> None:
+    """Build the leaderboard (markdown, HTML, PNG) from stored result files only."""
+    from llm_trainer.benchmarks.leaderboard import (
+        LeaderboardConfig,
+        format_interval,
+        write_leaderboard,
+    )
+    from llm_trainer.benchmarks.results import metric as get_metric
 
     start = time.perf_counter()
-    envs(tag=None, as_json=False)
-    env_ids = list(registry())
-    rows = []
-    for agent in ("oracle", "random"):
-        rows += _evaluate_rows(agent, env_ids, episodes, seed, None)
-    _print_rows(rows, f"Baselines on held-out seeds {seed}..{seed + episodes - 1}")
+    paths = files or sorted(Path("results").glob("**/*.json"))
+    try:
+        written = write_leaderboard(paths, out_dir, LeaderboardConfig(ranking_metric=metric))
+    except UserError as exc:
+        _fail(exc)
+        return
     wall = time.perf_counter() - start
-    console.print(f"done in {wall:.1f} s")
+    for board in written.boards:
+        table = Table(title=f"{board.suite.id}: ranked by {metric}, mean [95% CI]")
+        shown = [m for m in board.columns if m.name != "reward"][:7]
+        for column in ("rank", "agent", *(m.label for m in shown)):
+            table.add_column(column, justify="left" if column == "agent" else "right")
+        for entry in board.entries:
+            table.add_row(
+                entry.rank,
+                entry.name,
+                *(format_interval(get_metric(m.name), entry.metrics[m.name]) for m in shown),
+            )
+        console.print(table)
+    console.print(
+        f"wrote {written.markdown}, {written.html}, {written.png} in {wall:.2f} s",
+        highlight=False,
+    )
     if as_json:
-        oracle = [r for r in rows if r["agent"] == "oracle"]
         print(
             json.dumps(
                 {
-                    "success": sum(r["success"] for r in oracle) / len(oracle),
-                    "tool_accuracy": sum(r["tool_correct"] for r in oracle) / len(oracle),
-                    "format_correctness": sum(r["format_ok"] for r in oracle) / len(oracle),
-                    "execution_success": sum(r["exec_ok"] for r in oracle) / len(oracle),
-                    "answer_correctness": sum(r["answer_correct"] for r in oracle) / len(oracle),
-                    "results": rows,
+                    "out_dir": str(out_dir),
+                    "files": {
+                        "markdown": str(written.markdown),
+                        "html": str(written.html),
+                        "png": str(written.png),
+                    },
+                    "boards": [b.as_dict() for b in written.boards],
                     "wall_seconds": round(wall, 3),
                 }
             )

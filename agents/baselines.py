@@ -54,12 +54,15 @@ class OracleAgent:
     def act_batch(
         self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]
     ) -> list[str]:
-        if len(observations) != len(self._envs):
+        """One action per entry. An entry's env is ``infos[i]["slot"]`` when given (as
+        :func:`~llm_trainer.algorithms.rollout.collect` does), else its position."""
+        slots = [int(info.get("slot", i)) for i, info in enumerate(infos)]
+        if len(observations) != len(infos) or any(s >= len(self._envs) for s in slots):
             raise ValueError(
                 f"OracleAgent is bound to {len(self._envs)} envs, got a batch of "
-                f"{len(observations)} observations"
+                f"{len(observations)} observations for slots {slots}"
             )
-        return [self._next_action(env) for env in self._envs]
+        return [self._next_action(self._envs[s]) for s in slots]
 
     @staticmethod
     def _next_action(env: ToolUseEnv) -> str:

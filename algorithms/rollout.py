@@ -1,7 +1,14 @@
-"""Run episodes of any policy in any registered env, and summarise them.
+"""Run episodes of any policy in any registered env: one at a time, or many in lockstep.
 
-A failed episode (the policy raised) is recorded on its :class:`EpisodeResult` with ``error``
-set; its siblings go on.
+:func:`collect` runs ``num_envs`` envs in lockstep: at each step one ``policy.act_batch`` call
+serves every active env (one batched generation for LLM agents), and every step is recorded in
+a :class:`~llm_trainer.core.trajectory.Trajectory`, with the token ids and log-probs the policy
+sampled when it exposes them. Each ``info`` passed to ``act_batch`` carries ``info["slot"]``,
+the index of its env, so policies with per-env state (the oracle, LLM agents' conversations)
+know which env an entry belongs to.
+
+A failed episode (the policy or the env raised) is recorded with ``error`` set; its siblings
+go on.
 """
 
 from __future__ import annotations
@@ -14,7 +21,8 @@ from typing import Any
 import gymnasium as gym
 
 from llm_trainer.agents.policy import Policy
-from llm_trainer.core.records import METRIC_KEYS, EpisodeResult
+from llm_trainer.core.records import METRIC_KEYS, EpisodeResult, to_plain
+from llm_trainer.core.trajectory import Step, Trajectory
 from llm_trainer.envs.registration import make
 
 
@@ -116,3 +124,155 @@ def evaluate(
     results = [run_episode(env, policy, seed, env_id=env_id) for seed in seeds]
     env.close()
     return summarize(env_id, results, time.perf_counter() - start), results
+
+
+def _token_record(policy: Any, slot: int) -> dict[str, tuple[Any, ...]]:
+    """The tokens behind a policy's last action in ``slot``, when it records them.
+
+    A policy exposes them with ``last_generation(slot)`` returning an object with
+    ``prompt_token_ids``, ``token_ids`` and ``logprobs`` (LLM agents do; scripted ones don't).
+    """
+    getter = getattr(policy, "last_generation", None)
+    generation = getter(slot) if callable(getter) else None
+    if generation is None:
+        return {}
+    return {
+        "prompt_token_ids": tuple(generation.prompt_token_ids),
+        "completion_token_ids": tuple(generation.token_ids),
+        "logprobs": tuple(generation.logprobs),
+    }
+
+
+def collect(
+    env_id: str,
+    policy_factory: Callable[[list[gym.Env[Any, Any]]], Policy],
+    seeds: Sequence[int],
+    *,
+    num_envs: int = 16,
+    difficulty: int | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    source: str = "policy",
+    on_episode: Callable[[Trajectory], None] | None = None,
+) -> list[Trajectory]:
+    """Play one episode per seed in ``num_envs`` lockstep envs; return them in seed order.
+
+    Args:
+        env_id: A registered env id.
+        policy_factory: Builds the policy from the list of envs (the oracle binds to them).
+        seeds: Reset seeds, one episode each.
+        num_envs: Envs stepped in lockstep (the batch size of ``act_batch``).
+        difficulty: Overrides the env's difficulty.
+        env_kwargs: Extra constructor arguments.
+        source: Recorded on each trajectory (``oracle``, ``policy:<name>``...).
+        on_episode: Called with each finished trajectory (progress bars, streaming to a store).
+    """
+    kwargs = dict(env_kwargs or {})
+    if difficulty is not None:
+        kwargs["difficulty"] = difficulty
+    num_envs = max(1, min(num_envs, len(seeds)))
+    envs = [make(env_id, **kwargs) for _ in range(num_envs)]
+    policy = policy_factory(envs)
+    results: dict[int, Trajectory] = {}
+    pending = list(enumerate(seeds))[::-1]  # (index, seed), popped from the end
+    # Per slot: (index, seed, first observation, info at reset, steps so far, last obs, info)
+    slots: list[dict[str, Any] | None] = [None] * num_envs
+
+    def start(slot: int) -> None:
+        if not pending:
+            slots[slot] = None
+            return
+        index, seed = pending.pop()
+        observation, info = envs[slot].reset(seed=seed)
+        policy.reset(seed=seed, **({"slot": slot} if _accepts_slot(policy) else {}))
+        slots[slot] = {
+            "index": index,
+            "seed": seed,
+            "prompt": observation,
+            "reset_info": info,
+            "steps": [],
+            "obs": observation,
+            "info": info,
+        }
+
+    def finish(slot: int, error: str | None = None) -> None:
+        state = slots[slot]
+        assert state is not None
+        info = state["reset_info"]
+        trajectory = Trajectory(
+            env_id=env_id,
+            seed=state["seed"],
+            difficulty=int(info.get("difficulty", 0)),
+            system_prompt=str(info.get("system_prompt", "")),
+            tools=tuple(to_plain(info.get("tools", ()))),
+            prompt=state["prompt"],
+            steps=tuple(state["steps"]),
+            source=source,
+            error=error,
+        )
+        results[state["index"]] = trajectory
+        if on_episode is not None:
+            on_episode(trajectory)
+        start(slot)
+
+    for slot in range(num_envs):
+        start(slot)
+    while any(s is not None for s in slots):
+        active = [i for i, s in enumerate(slots) if s is not None]
+        observations = [slots[i]["obs"] for i in active]  # type: ignore[index]
+        infos = [{**slots[i]["info"], "slot": i} for i in active]  # type: ignore[index]
+        try:
+            actions = policy.act_batch(observations, infos)
+            if len(actions) != len(active):
+                raise RuntimeError(
+                    f"act_batch returned {len(actions)} actions for {len(active)} observations"
+                )
+        except Exception as exc:  # the whole batch failed: record it on every episode in it
+            for i in active:
+                finish(i, f"{type(exc).__name__}: {exc}")
+            continue
+        for i, action in zip(active, actions, strict=True):
+            state = slots[i]
+            assert state is not None
+            try:
+                observation, reward, terminated, truncated, info = envs[i].step(action)
+            except Exception as exc:  # an env bug must not take the batch down either
+                finish(i, f"{type(exc).__name__}: {exc}")
+                continue
+            state["steps"].append(
+                Step(
+                    action=action,
+                    observation=observation,
+                    role=str(info.get("role", "user")),
+                    reward=float(reward),
+                    terminated=bool(terminated),
+                    truncated=bool(truncated),
+                    metrics={k: bool(info.get(k, False)) for k in METRIC_KEYS},
+                    **_token_record(policy, i),
+                )
+            )
+            state["obs"], state["info"] = observation, info
+            if terminated or truncated:
+                finish(i)
+    for env in envs:
+        env.close()
+    return [results[i] for i in range(len(seeds))]
+
+
+def _accepts_slot(policy: Any) -> bool:
+    import inspect
+
+    try:
+        return "slot" in inspect.signature(policy.reset).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def oracle_trajectories(
+    env_id: str, seeds: Sequence[int], *, difficulty: int | None = None, num_envs: int = 32
+) -> list[Trajectory]:
+    """Oracle demonstrations: one solved episode per seed (the ``oracle`` data strategy)."""
+    from llm_trainer.agents.baselines import OracleAgent
+
+    return collect(
+        env_id, OracleAgent, seeds, num_envs=num_envs, difficulty=difficulty, source="oracle"
+    )

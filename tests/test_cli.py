@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import llm_trainer
@@ -12,22 +14,13 @@ from llm_trainer.cli import app
 runner = CliRunner()
 
 
-def test_quickstart_json_ends_with_a_summary_line() -> None:
-    result = runner.invoke(app, ["quickstart", "--episodes", "20", "--json"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.output.strip().splitlines()[-1])
-    assert summary["success"] == 1.0
-    assert {r["env_id"] for r in summary["results"]} == set(llm_trainer.registry())
-    random_rows = [r for r in summary["results"] if r["agent"] == "random"]
-    assert all(r["success"] < 0.2 for r in random_rows)
-    for key in (
-        "tool_accuracy",
-        "format_correctness",
-        "execution_success",
-        "answer_correctness",
-        "wall_seconds",
-    ):
-        assert key in summary
+def test_evaluate_all_envs_with_the_baselines() -> None:
+    for agent, expected in (("oracle", 1.0), ("random", 0.0)):
+        result = runner.invoke(app, ["evaluate", "--agent", agent, "--episodes", "20", "--json"])
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.output.strip().splitlines()[-1])
+        assert {r["env_id"] for r in summary["results"]} == set(llm_trainer.registry())
+        assert all(abs(r["success"] - expected) <= 0.1 for r in summary["results"])
 
 
 def test_evaluate_one_env() -> None:
@@ -56,3 +49,49 @@ def test_bad_input_gets_a_clear_error_and_exit_code_2() -> None:
     result = runner.invoke(app, ["evaluate", "--agent", "orcale", "--episodes", "1"])
     assert result.exit_code == 2
     assert "did you mean 'oracle'" in result.output
+
+
+def test_quickstart_json_ends_with_the_summary_line(tmp_path: Path) -> None:
+    """The main job on a tiny budget: the pipeline runs end to end and reports its summary."""
+    pytest.importorskip("trl")
+    small = [
+        "model.tiny.n_layers=1",
+        "model.tiny.hidden_size=32",
+        "model.tiny.n_heads=2",
+        "model.tiny.intermediate_size=64",
+        "data.episodes=32",
+        "train.max_steps=2",
+        "train.batch_size=4",
+        "eval.episodes=4",
+        "eval.max_new_tokens=8",
+        f"output_dir={tmp_path}",
+    ]
+    args = ["quickstart", "--json"] + [x for item in small for x in ("--set", item)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    for key in (
+        "success",
+        "tool_accuracy",
+        "format_correctness",
+        "execution_success",
+        "answer_correctness",
+        "wall_seconds",
+        "run_dir",
+    ):
+        assert key in summary
+    run_dir = Path(summary["run_dir"])
+    for name in ("config.yaml", "run.json", "metrics.jsonl", "summary.json", "final_model"):
+        assert (run_dir / name).exists(), name
+    assert list((run_dir / "tensorboard").iterdir())
+
+
+def test_train_rejects_a_misspelt_field_naming_it(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("name: x\ntrain:\n  max_step: 2\n")
+    result = runner.invoke(app, ["train", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "train.max_step: unknown field (did you mean 'max_steps'?)" in result.output
+    result = runner.invoke(app, ["quickstart", "--set", "train.lr_scheduler=linearr"])
+    assert result.exit_code == 2
+    assert "train.lr_scheduler: 'linearr' is not one of" in result.output

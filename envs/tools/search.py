@@ -102,6 +102,10 @@ _CURRENCIES = ("crown", "mark", "dinar", "florin", "peso", "lira", "real", "sol"
 _TOKEN = re.compile(r"[a-z0-9]+")
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-case alphanumeric tokens: the analyser of both the index and the queries."""
     return _TOKEN.findall(text.lower())
@@ -203,7 +207,9 @@ class Corpus:
         self.documents = tuple(
             [
                 Document(
-                    p.name, f"{p.name} is a {p.profession} born in {p.born} in {p.birthplace}."
+                    p.name,
+                    f"{p.name} is {_article(p.profession)} {p.profession} born in {p.born} in "
+                    f"{p.birthplace}.",
                 )
                 for p in self.people
             ]
@@ -219,8 +225,8 @@ class Corpus:
             + [
                 Document(
                     c.name,
-                    f"{c.name} is a {c.industry} company founded in {c.founded} by "
-                    f"{c.founder}. It is headquartered in {c.headquarters}.",
+                    f"{c.name} is {_article(c.industry)} {c.industry} company founded in "
+                    f"{c.founded} by {c.founder}. It is headquartered in {c.headquarters}.",
                 )
                 for c in self.companies
             ]

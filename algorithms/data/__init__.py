@@ -1,0 +1,99 @@
+"""Data strategies: where tool-use training trajectories come from, besides env rollouts.
+
+Three strategies, all producing :class:`~llm_trainer.core.trajectory.Trajectory` records in the
+envs' own format (system prompt and tools as the env's ``info`` gives them, real tool outputs,
+the env's metrics):
+
+* :mod:`~llm_trainer.algorithms.data.templates` (``source="template"``): at least 50 canonical
+  question -> tool call -> answer examples per tool, paraphrased deterministically;
+* :mod:`~llm_trainer.algorithms.data.teacher` (``source="teacher"``): Toolformer-style
+  self-supervision, keeping the tool calls that lower a model's loss on the answer;
+* :mod:`~llm_trainer.algorithms.data.toolbench` (``source="toolbench"``): ToolBench-format JSON
+  files, with a synthetic fallback (``source="toolbench:synthetic"``).
+
+:func:`validate_trajectory` checks any trajectory against the env contract (every action parses,
+tool calls reproduce their results, the answer is right), replaying it through the real env when
+the task is known. Importing this package does not import torch.
+"""
+
+from llm_trainer.algorithms.data.base import (
+    MULTITOOL_ENV_ID,
+    TOOL_ENV_IDS,
+    TOOL_NAMES,
+    DataFormatError,
+    Example,
+    answer_is_grounded,
+    env_id_for_tools,
+    replay_task,
+    validate_trajectory,
+)
+from llm_trainer.algorithms.data.teacher import (
+    CandidateScore,
+    CausalLMScorer,
+    PlainExample,
+    TeacherConfig,
+    TeacherResult,
+    TeacherStats,
+    plain_examples,
+    propose_calls,
+    teacher_filter,
+    teacher_trajectories,
+)
+from llm_trainer.algorithms.data.templates import (
+    CANONICAL,
+    TemplateConfig,
+    canonical_examples,
+    paraphrase,
+    template_examples,
+    template_tasks,
+    template_trajectories,
+)
+from llm_trainer.algorithms.data.toolbench import (
+    EXAMPLE_PATH,
+    RecordError,
+    ToolBenchConfig,
+    ToolBenchResult,
+    convert_toolbench,
+    load_toolbench,
+    read_toolbench,
+    synthetic_trajectories,
+    to_toolbench,
+)
+
+__all__ = [
+    "CANONICAL",
+    "EXAMPLE_PATH",
+    "MULTITOOL_ENV_ID",
+    "TOOL_ENV_IDS",
+    "TOOL_NAMES",
+    "CandidateScore",
+    "CausalLMScorer",
+    "DataFormatError",
+    "Example",
+    "PlainExample",
+    "RecordError",
+    "TeacherConfig",
+    "TeacherResult",
+    "TeacherStats",
+    "TemplateConfig",
+    "ToolBenchConfig",
+    "ToolBenchResult",
+    "answer_is_grounded",
+    "canonical_examples",
+    "convert_toolbench",
+    "env_id_for_tools",
+    "load_toolbench",
+    "paraphrase",
+    "plain_examples",
+    "propose_calls",
+    "read_toolbench",
+    "replay_task",
+    "synthetic_trajectories",
+    "teacher_filter",
+    "teacher_trajectories",
+    "template_examples",
+    "template_tasks",
+    "template_trajectories",
+    "to_toolbench",
+    "validate_trajectory",
+]

@@ -1,0 +1,234 @@
+"""One experiment, end to end: data -> evaluate -> train -> evaluate -> artefacts.
+
+:func:`run_experiment` is what ``llm-trainer train --config FILE`` and ``llm-trainer
+quickstart`` run. It creates the run directory, builds or loads the model, builds the training
+data with the configured strategy (stored, versioned, in the run's trajectory store), measures
+held-out success before training, trains (SFT or DPO), measures again, saves the final model
+atomically, draws the learning curve, and returns the summary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from llm_trainer.algorithms.config import ExperimentConfig
+from llm_trainer.algorithms.evaluation import evaluate_model
+from llm_trainer.core.config import to_dict
+from llm_trainer.core.errors import ConfigError
+from llm_trainer.core.rundir import RunDir, atomic_directory
+from llm_trainer.core.store import Provenance, TrajectoryStore
+from llm_trainer.core.trajectory import Trajectory
+
+Log = Callable[[str], None]
+
+if TYPE_CHECKING:
+    from llm_trainer.algorithms.data.templates import ToolName
+
+
+def load_model(config: ExperimentConfig, run: RunDir) -> tuple[Any, Any]:
+    """The tiny model built from scratch into the run dir, or a local HF model directory."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llm_trainer.agents.tinylm import create_tiny_model
+
+    if config.model.path == "tiny":
+        path = run.path / "init_model"
+        if not (path / "config.json").exists():
+            create_tiny_model(path, config.model.tiny, seed=config.seed)
+    else:
+        path = Path(config.model.path)
+        if not (path / "config.json").exists():
+            raise ConfigError(
+                f"model.path: {path} is not a Hugging Face model directory "
+                "(no config.json); use 'tiny' for the embedded default model"
+            )
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return model, tokenizer
+
+
+_TOOL_OF_ENV = {
+    "LLMTrainer/Calculator-v0": ("calculator",),
+    "LLMTrainer/Weather-v0": ("weather",),
+    "LLMTrainer/Search-v0": ("search",),
+    "LLMTrainer/MultiTool-v0": ("calculator", "weather", "search"),
+}
+
+
+def _tools_of(env_id: str) -> tuple[ToolName, ...]:
+    if env_id not in _TOOL_OF_ENV:
+        raise ConfigError(
+            f"data.env_id: the template and teacher strategies cover "
+            f"{sorted(_TOOL_OF_ENV)}, not {env_id!r}"
+        )
+    return cast("tuple[ToolName, ...]", _TOOL_OF_ENV[env_id])
+
+
+def build_data(
+    config: ExperimentConfig, log: Log, model: Any = None, tokenizer: Any = None
+) -> list[Trajectory]:
+    """Training trajectories from the configured strategy (the seed's three, plus oracle
+    demonstrations collected in the env)."""
+    from llm_trainer.algorithms import data as strategies
+    from llm_trainer.algorithms.rollout import oracle_trajectories
+
+    data = config.data
+    seeds = range(data.first_seed, data.first_seed + data.episodes)
+    if data.strategy == "oracle":
+        log(
+            f"collecting {data.episodes} oracle demonstrations in {data.env_id} "
+            f"(difficulty {data.difficulty})"
+        )
+        return oracle_trajectories(data.env_id, seeds, difficulty=data.difficulty)
+    if data.strategy == "templates":
+        tools = _tools_of(data.env_id)
+        log(f"generating {data.episodes} template trajectories for {', '.join(tools)}")
+        per_tool = -(-data.episodes // len(tools))
+        out = [
+            t
+            for i, tool in enumerate(tools)
+            for t in strategies.template_trajectories(tool, per_tool, data.first_seed + i)
+        ]
+        return out[: data.episodes]
+    if data.strategy == "teacher":
+        tools = _tools_of(data.env_id)
+        per_tool = -(-data.episodes // len(tools))
+        questions = [
+            q
+            for i, tool in enumerate(tools)
+            for q in strategies.plain_examples(tool, per_tool, data.first_seed + i)
+        ]
+        result = strategies.teacher_trajectories(
+            model,
+            tokenizer,
+            questions,
+            strategies.TeacherConfig(
+                threshold=data.teacher_threshold, seed=config.seed, tools=tools
+            ),
+        )
+        log(f"teacher mode: {result.stats.as_dict()}")
+        if not result.trajectories:
+            raise ConfigError(
+                f"teacher mode kept no tool calls at data.teacher_threshold="
+                f"{data.teacher_threshold} (an untrained model gains little from tool results; "
+                "lower the threshold or start from a trained model.path)"
+            )
+        return list(result.trajectories)
+    log(f"loading ToolBench data from {data.toolbench_path or '(synthetic fallback)'}")
+    return strategies.load_toolbench(data.toolbench_path)
+
+
+def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, Any]:
+    """Run ``config``; returns the summary (also written to ``summary.json``)."""
+    start = time.perf_counter()
+    run = RunDir.create(
+        config.output_dir, config.name, to_dict(config), config.seed, resume=config.resume
+    )
+    log(f"run directory: {run.path}")
+    model, tokenizer = load_model(config, run)
+    trajectories = build_data(config, log, model, tokenizer)
+    store = TrajectoryStore(run.path / "trajectories.db")
+    dataset = store.add(
+        f"{config.name}-train",
+        trajectories,
+        Provenance(
+            env_ids=(config.data.env_id,),
+            seeds=(config.data.first_seed, config.data.first_seed + config.data.episodes - 1),
+            agent="oracle",
+            strategy=config.data.strategy,
+            config=to_dict(config.data),
+        ),
+    )
+    log(f"training data: {dataset.size} trajectories, version {dataset.id}")
+    ev = config.eval
+    eval_seeds = range(ev.first_seed, ev.first_seed + ev.episodes)
+
+    def evaluate(current: Any) -> dict[str, float]:
+        metrics, _ = evaluate_model(
+            current,
+            tokenizer,
+            ev.env_id,
+            eval_seeds,
+            difficulty=ev.difficulty,
+            system_prompt=config.model.system_prompt,
+            max_new_tokens=ev.max_new_tokens,
+            batch_size=ev.batch_size,
+        )
+        return metrics
+
+    log(f"evaluating on {ev.episodes} held-out episodes of {ev.env_id} before training")
+    before = evaluate(model)
+    run.log_metrics(0, {f"eval/{k}": v for k, v in before.items()})
+
+    if config.algorithm == "sft":
+        from llm_trainer.algorithms.sft import SFTTrainer
+
+        trainer = SFTTrainer(
+            model,
+            tokenizer,
+            config.train,
+            run,
+            seed=config.seed,
+            system_prompt=config.model.system_prompt,
+            evaluate=evaluate,
+            eval_every=ev.every_steps,
+        )
+        log(
+            f"SFT: {config.train.max_steps} steps, batch {config.train.batch_size}, "
+            f"lr {config.train.learning_rate}"
+        )
+        result = trainer.train(trajectories, resume=config.resume)
+        model = trainer.model
+    else:
+        from llm_trainer.algorithms.dpo import DPOTrainer, corrupted_pairs
+
+        pairs = corrupted_pairs(
+            trajectories, seed=config.seed, system_prompt=config.model.system_prompt
+        )
+        log(f"DPO: {len(pairs)} env-verified preference pairs")
+        dpo = DPOTrainer(model, tokenizer, config.train, config.dpo, run, seed=config.seed)
+        result = dpo.train(pairs, resume=config.resume)
+        model = dpo.model
+
+    log("evaluating after training")
+    after = evaluate(model)
+    run.log_metrics(result.steps, {f"eval/{k}": v for k, v in after.items()})
+    final = run.path / "final_model"
+
+    def save(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    atomic_directory(final, save)
+    png = run.plot_learning_curve()
+    summary = {
+        **{
+            k: after[k]
+            for k in (
+                "success",
+                "tool_accuracy",
+                "format_correctness",
+                "execution_success",
+                "answer_correctness",
+            )
+        },
+        "before": before,
+        "after": after,
+        "train_steps": result.steps,
+        "train_seconds": round(result.seconds, 2),
+        "train_tokens_per_second": round(result.tokens_per_second, 1),
+        "final_loss": result.losses[-1][1] if result.losses else None,
+        "dataset_version": dataset.id,
+        "wall_seconds": round(time.perf_counter() - start, 2),
+        "run_dir": str(run.path),
+        "model_dir": str(final),
+        "learning_curve": str(png) if png else None,
+    }
+    run.write_json("summary.json", summary)
+    return summary
