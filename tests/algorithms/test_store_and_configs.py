@@ -1,0 +1,153 @@
+"""The trajectory store, trajectory records, the config loader and the shipped configs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llm_trainer.agents import RandomAgent
+from llm_trainer.algorithms.config import ExperimentConfig, quickstart_config
+from llm_trainer.algorithms.rollout import collect, oracle_trajectories
+from llm_trainer.core.config import load_config
+from llm_trainer.core.errors import ConfigError, UserError
+from llm_trainer.core.store import Provenance, TrajectoryStore
+from llm_trainer.core.trajectory import Trajectory
+from llm_trainer.envs.tools import InvalidAction, parse_action
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_loads(path: Path) -> None:
+    config = load_config(ExperimentConfig, path)
+    assert config.name == path.stem
+
+
+def test_config_errors_name_the_field_and_the_allowed_values(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("algorithm: ppo\n")
+    with pytest.raises(ConfigError, match=r"algorithm: 'ppo' is not one of \['sft', 'dpo'\]"):
+        load_config(ExperimentConfig, bad)
+    with pytest.raises(ConfigError, match=r"train.batch_size: expected an integer"):
+        load_config(ExperimentConfig, overrides=["train.batch_size=big"])
+    with pytest.raises(ConfigError, match=r"data.episodes must be >= 1"):
+        load_config(ExperimentConfig, overrides=["data.episodes=0"])
+    config = load_config(
+        ExperimentConfig, overrides=["train.learning_rate=3e-3", "model.system_prompt=''"]
+    )
+    assert config.train.learning_rate == 3e-3
+    assert quickstart_config().name == "quickstart"
+
+
+@pytest.fixture(scope="module")
+def trajectories() -> list[Trajectory]:
+    oracle = oracle_trajectories("LLMTrainer/MultiTool-v0", range(20), difficulty=3)
+    random = collect(
+        "LLMTrainer/Calculator-v0",
+        lambda envs: RandomAgent(0),
+        range(20),
+        num_envs=4,
+        source="policy:random",
+    )
+    return oracle + random
+
+
+def test_trajectories_round_trip_through_json(trajectories: list[Trajectory]) -> None:
+    for t in trajectories:
+        assert Trajectory.from_json(t.to_json()) == t
+    with pytest.raises(ValueError, match="not a trajectory record"):
+        Trajectory.from_json('{"env_id": "x"}')
+
+
+def test_oracle_data_passes_the_env_format_check(trajectories: list[Trajectory]) -> None:
+    oracle = [t for t in trajectories if t.source == "oracle"]
+    assert all(t.success for t in oracle)
+    for t in oracle:
+        assert not any(isinstance(parse_action(s.action), InvalidAction) for s in t.steps)
+        roles = [m["role"] for m in t.messages()]
+        assert roles[:2] == ["system", "user"]
+        assert roles[-1] == "assistant"
+
+
+def test_store_versions_by_content_and_records_provenance(
+    tmp_path: Path, trajectories: list[Trajectory]
+) -> None:
+    store = TrajectoryStore(tmp_path / "store.db")
+    provenance = Provenance(
+        env_ids=("LLMTrainer/MultiTool-v0",),
+        seeds=(0, 19),
+        agent="oracle",
+        strategy="oracle",
+        config={"difficulty": 3},
+    )
+    a = store.add("a", trajectories, provenance)
+    assert store.add("again", trajectories).id == a.id  # same content, same version
+    b = store.add("b", trajectories[:-1], Provenance(parents=(a.id,)))
+    assert b.id != a.id
+    assert store.info(b.id).provenance.parents == (a.id,)
+    assert store.info(a.id).provenance == provenance
+    assert store.load(a.id) == trajectories
+    assert [d.id for d in store.datasets()] == [a.id, b.id]
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with pytest.raises(UserError, match="no dataset"):
+        store.load("nope")
+
+
+def test_store_is_readable_from_a_new_process(
+    tmp_path: Path, trajectories: list[Trajectory]
+) -> None:
+    store = TrajectoryStore(tmp_path / "store.db")
+    info = store.add("a", trajectories)
+    code = (
+        f"from llm_trainer.core.store import TrajectoryStore; "
+        f"print(len(TrajectoryStore({str(tmp_path / 'store.db')!r}).load({info.id!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(len(trajectories))
+
+
+def test_a_failed_write_leaves_the_store_as_it_was(
+    tmp_path: Path, trajectories: list[Trajectory]
+) -> None:
+    store = TrajectoryStore(tmp_path / "store.db")
+    first = store.add("a", trajectories[:5])
+
+    class Exploding(list):  # type: ignore[type-arg]
+        """Serialising the 3rd trajectory fails, as a crash mid-write would."""
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            for i, t in enumerate(super().__iter__()):
+                if i == 2 and getattr(self, "armed", False):
+                    raise RuntimeError("killed")
+                yield t
+
+    data = Exploding(trajectories[5:])
+    data.armed = True  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="killed"):
+        store.add("b", data)
+    assert [d.id for d in store.datasets()] == [first.id]
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM trajectories").fetchone()[0] == 5
+
+
+def test_exports_jsonl_parquet_and_datasets(tmp_path: Path, trajectories: list[Trajectory]) -> None:
+    pytest.importorskip("datasets")
+    store = TrajectoryStore(tmp_path / "store.db")
+    info = store.add("a", trajectories)
+    lines = store.export_jsonl(info.id, tmp_path / "out" / "data.jsonl").read_text().splitlines()
+    assert [Trajectory.from_json(line) for line in lines] == trajectories
+    dataset = store.to_hf_dataset(info.id)
+    assert len(dataset) == len(trajectories)
+    assert dataset[0]["messages"][0]["role"] == "system"
+    assert json.loads(dataset.info.description)["id"] == info.id
+    import datasets
+
+    parquet = store.export_parquet(info.id, tmp_path / "out" / "data.parquet")
+    again = datasets.Dataset.from_parquet(str(parquet))
+    assert again["success"] == [t.success for t in trajectories]
