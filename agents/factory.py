@@ -1,7 +1,25 @@
-"""Build a policy from a short spec string (used by the CLI and benchmarks)."""
+"""Build a policy from a short spec string (used by the CLI and benchmarks).
+
+A spec is ``NAME`` or ``PREFIX:ARGUMENT``; :data:`AGENT_BUILDERS` maps each name or prefix to
+its builder, so supporting a new kind of agent is one entry there:
+
+=========================  ================================================================
+``oracle``, ``random``     the scripted baselines
+``python:module:factory``  ``factory(env) -> Policy``, any importable callable
+``sb3:PATH.zip``           the stable-baselines3 tool-choice baseline
+                           (:mod:`llm_trainer.benchmarks.sb3_baseline`)
+``transformers:DIR``,      an :class:`~llm_trainer.agents.llm_agent.LLMAgent` on that backend
+``vllm:DIR``,              (greedy, seeded with ``seed``)
+``openai:URL#model``
+a directory                an agent saved with :meth:`~llm_trainer.agents.llm_agent.LLMAgent.save`
+=========================  ================================================================
+"""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -10,20 +28,126 @@ from llm_trainer.agents.baselines import OracleAgent, RandomAgent
 from llm_trainer.agents.policy import Policy
 from llm_trainer.core.errors import ConfigError, suggest
 
-AGENT_SPECS = ("oracle", "random")
+#: ``builder(argument, env, seed) -> Policy``; ``argument`` is what follows ``PREFIX:``.
+AgentBuilder = Callable[[str, gym.Env[Any, Any], int], Policy]
 
 
-def make_agent(spec: str, env: gym.Env[Any, Any], *, seed: int = 0) -> Policy:
-    """``"oracle"`` or ``"random"`` (later: backend specs such as ``transformers:DIR``).
+def _no_argument(spec: str, argument: str) -> None:
+    if argument:
+        raise ConfigError(f"agent spec {spec!r} takes no argument, got {argument!r}")
+
+
+def _oracle(argument: str, env: gym.Env[Any, Any], seed: int) -> Policy:
+    _no_argument("oracle", argument)
+    return OracleAgent(env)
+
+
+def _random(argument: str, env: gym.Env[Any, Any], seed: int) -> Policy:
+    _no_argument("random", argument)
+    return RandomAgent(seed)
+
+
+def _python(argument: str, env: gym.Env[Any, Any], seed: int) -> Policy:
+    module_name, _, attr = argument.rpartition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"agent spec 'python:{argument}' must be 'python:package.module:factory'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"agent spec 'python:{argument}': cannot import module {module_name!r} ({exc})"
+        ) from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        public = [n for n in dir(module) if not n.startswith("_")]
+        raise ConfigError(
+            f"agent spec 'python:{argument}': module {module_name!r} has no callable "
+            f"{attr!r}{suggest(attr, public)}"
+        )
+    policy = factory(env)
+    if not isinstance(policy, Policy):
+        raise ConfigError(
+            f"agent spec 'python:{argument}': the factory returned a {type(policy).__name__}, "
+            "which lacks the Policy methods reset(seed=...), act(...) and act_batch(...)"
+        )
+    return policy
+
+
+def _sb3(argument: str, env: gym.Env[Any, Any], seed: int) -> Policy:
+    if not argument:
+        raise ConfigError("agent spec 'sb3:PATH.zip' needs the path of a saved model")
+    # Lazy: stable-baselines3 imports torch.
+    from llm_trainer.benchmarks.sb3_baseline import SB3ToolChoiceAgent
+
+    return SB3ToolChoiceAgent.load(Path(argument), env)
+
+
+def _llm(kind: str) -> AgentBuilder:
+    """An :class:`~llm_trainer.agents.llm_agent.LLMAgent` on the ``kind`` backend (greedy,
+    seeded with ``seed``); agents built from the same spec share one backend (one model or
+    engine per process, however many envs are evaluated)."""
+
+    def build(argument: str, env: gym.Env[Any, Any], seed: int) -> Policy:
+        from llm_trainer.agents.backends import SamplingConfig
+        from llm_trainer.agents.llm_agent import LLMAgent, LLMAgentConfig, shared_backend
+
+        spec = f"{kind}:{argument}"
+        config = LLMAgentConfig(backend=spec, sampling=SamplingConfig(temperature=0.0, seed=seed))
+        return LLMAgent(config, backend=shared_backend(spec))
+
+    return build
+
+
+def _saved_agent(argument: str, env: gym.Env[Any, Any], seed: int) -> Policy:
+    from llm_trainer.agents.llm_agent import LLMAgent
+
+    return LLMAgent.load(argument)
+
+
+#: Every kind of agent spec, by name or prefix.
+AGENT_BUILDERS: dict[str, AgentBuilder] = {
+    "oracle": _oracle,
+    "random": _random,
+    "python": _python,
+    "sb3": _sb3,
+    "transformers": _llm("transformers"),
+    "vllm": _llm("vllm"),
+    "openai": _llm("openai"),
+}
+#: The builder of a spec that names an existing directory (a saved agent).
+SAVED_AGENT_BUILDER: AgentBuilder = _saved_agent
+
+AGENT_SPECS = tuple(AGENT_BUILDERS)
+
+
+def resolve_agent_spec(spec: str) -> tuple[AgentBuilder, str]:
+    """The builder of ``spec`` and its argument, without building anything (a cheap check).
 
     Raises:
         ConfigError: for an unknown spec, naming the allowed ones.
     """
-    if spec == "oracle":
-        return OracleAgent(env)
-    if spec == "random":
-        return RandomAgent(seed)
-    raise ConfigError(
-        f"unknown agent spec {spec!r}{suggest(spec, AGENT_SPECS)}; "
-        f"allowed: {', '.join(AGENT_SPECS)}"
-    )
+    if Path(spec).is_dir():
+        return SAVED_AGENT_BUILDER, spec
+    prefix, _, argument = spec.partition(":")
+    builder = AGENT_BUILDERS.get(prefix)
+    if builder is None:
+        raise ConfigError(
+            f"unknown agent spec {spec!r}{suggest(prefix, AGENT_SPECS)}; allowed: "
+            "oracle, random, python:module:factory, sb3:PATH.zip, transformers:DIR, vllm:DIR, "
+            "openai:URL#model, or a saved agent directory"
+        )
+    return builder, argument
+
+
+def make_agent(spec: str, env: gym.Env[Any, Any], *, seed: int = 0) -> Policy:
+    """Build the policy named by ``spec`` for ``env`` (see the module docstring).
+
+    >>> import llm_trainer
+    >>> type(make_agent("oracle", llm_trainer.make("LLMTrainer/Calculator-v0"))).__name__
+    'OracleAgent'
+
+    Raises:
+        ConfigError: for an unknown or malformed spec, naming the allowed ones.
+    """
+    builder, argument = resolve_agent_spec(spec)
+    return builder(argument, env, seed)

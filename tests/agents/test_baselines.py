@@ -37,8 +37,10 @@ def test_oracle_act_batch_uses_one_env_per_slot() -> None:
     oracle = OracleAgent(envs)
     actions = oracle.act_batch(["", "", ""], infos)
     assert actions == [env.unwrapped.task.plan[0].to_text() for env in envs]
+    # A partial batch names its envs through info["slot"] (as the lockstep collector does).
+    assert oracle.act_batch([""], [{**infos[2], "slot": 2}]) == [actions[2]]
     with pytest.raises(ValueError, match="bound to 3 envs"):
-        oracle.act_batch([""], infos[:1])
+        oracle.act_batch([""], [{**infos[0], "slot": 5}])
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)

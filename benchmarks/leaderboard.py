@@ -1,0 +1,612 @@
+"""The leaderboard: built only from stored result files, every number with its interval.
+
+``write_leaderboard(paths, out_dir)`` reads result files (:mod:`.results`), groups them by
+suite (results of one suite id must share its hash: a changed suite is a new version), and
+writes:
+
+* ``leaderboard.md``: per suite, the ranked table (mean and 95% interval of every metric), the
+  ranking metric per env and difficulty, paired comparisons of neighbouring entries, and the
+  suite's noise floor;
+* ``leaderboard.html``: the same as one static page (no network: inline CSS, vanilla JS for
+  sortable columns, the chart embedded);
+* ``leaderboard.png``: the ranking metric with error bars, overall and per env.
+
+Ranks: entries whose intervals on the ranking metric overlap share a rank (``"1="``; see
+:func:`~llm_trainer.benchmarks.stats.tie_ranks`). Statistics are recomputed from the stored
+episodes; one bootstrap plan per suite serves every entry and every paired comparison.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import itertools
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llm_trainer.benchmarks.results import (
+    METRICS,
+    BenchResult,
+    Metric,
+    cell_strata,
+    load_result,
+    metric,
+    metric_matrix,
+)
+from llm_trainer.benchmarks.stats import (
+    N_BOOTSTRAP,
+    Interval,
+    NoiseFloor,
+    PairedComparison,
+    Resampler,
+    StratifiedBootstrap,
+    noise_floor,
+    paired_compare,
+    pooled_noise_floor,
+    tie_ranks,
+)
+from llm_trainer.benchmarks.suites import SuiteSpec
+from llm_trainer.core.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardConfig:
+    """How boards are ranked and how intervals are computed."""
+
+    ranking_metric: str = "success"
+    """The metric that ranks entries (a higher-is-better metric)."""
+    confidence: float = 0.95
+    """Of every interval."""
+    n_resamples: int = N_BOOTSTRAP
+    """Bootstrap resamples."""
+    seed: int = 0
+    """Seed of the bootstrap plan and the permutation tests."""
+
+    def __post_init__(self) -> None:
+        if metric(self.ranking_metric).better != "higher":
+            raise ConfigError(
+                f"ranking_metric must be a higher-is-better metric, got {self.ranking_metric!r}"
+            )
+        if not 0.0 < self.confidence < 1.0:
+            raise ConfigError(f"confidence must be in (0, 1), got {self.confidence!r}")
+        if self.n_resamples < 100:
+            raise ConfigError(f"n_resamples must be >= 100, got {self.n_resamples}")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One agent on one suite board."""
+
+    result: BenchResult
+    source: Path
+    rank: str
+    metrics: dict[str, Interval]
+    """Overall interval of every available metric."""
+    by_env: dict[str, Interval]
+    """The ranking metric per env."""
+    by_difficulty: dict[int, Interval]
+    """The ranking metric per difficulty."""
+    by_cell: dict[str, Interval]
+    """The ranking metric per cell (``env@d``)."""
+    floors: dict[str, NoiseFloor]
+    """Seed-to-seed noise of every available metric."""
+
+    @property
+    def name(self) -> str:
+        return self.result.agent
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    """A paired comparison of two entries next to each other on the board."""
+
+    better: str
+    worse: str
+    comparison: PairedComparison
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteBoard:
+    """The leaderboard of one suite."""
+
+    suite: SuiteSpec
+    ranking_metric: str
+    confidence: float
+    entries: list[Entry]
+    """Best first."""
+    noise_floor: dict[str, NoiseFloor]
+    """Per metric, pooled over the entries (root mean square of their seed-to-seed std)."""
+    neighbours: list[Neighbours] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[Metric]:
+        """The metrics every entry has, in :data:`METRICS` order."""
+        return [m for m in METRICS if all(m.name in e.metrics for e in self.entries)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite.id,
+            "suite_hash": self.suite.hash,
+            "ranking_metric": self.ranking_metric,
+            "entries": [
+                {
+                    "rank": e.rank,
+                    "agent": e.name,
+                    "file": str(e.source),
+                    **{k: v.as_dict() for k, v in e.metrics.items()},
+                }
+                for e in self.entries
+            ],
+            "noise_floor": {k: v.noise_floor for k, v in self.noise_floor.items()},
+        }
+
+
+# -- building ----------------------------------------------------------------------------------
+
+
+def load_results(paths: Iterable[str | Path]) -> list[tuple[Path, BenchResult]]:
+    """Read result files (each checked; see :func:`~.results.load_result`)."""
+    return [(Path(p), load_result(p)) for p in paths]
+
+
+def build_boards(
+    results: Sequence[tuple[Path, BenchResult]], config: LeaderboardConfig | None = None
+) -> list[SuiteBoard]:
+    """One board per suite, suites in order of first appearance.
+
+    Raises:
+        ConfigError: for no results, two definitions of one suite id, or two results of one
+            agent name on one suite.
+    """
+    config = config or LeaderboardConfig()
+    if not results:
+        raise ConfigError("no result files given: the leaderboard is built from result files")
+    by_suite: dict[str, list[tuple[Path, BenchResult]]] = {}
+    for path, result in results:
+        group = by_suite.setdefault(result.suite.id, [])
+        for other_path, other in group:
+            if other.suite.hash != result.suite.hash:
+                raise ConfigError(
+                    f"{path} and {other_path} ran different definitions of suite "
+                    f"{result.suite.id} ({result.suite.hash} vs {other.suite.hash}); a changed "
+                    "suite must get a new version"
+                )
+            if other.agent == result.agent:
+                raise ConfigError(
+                    f"{path} and {other_path} are both results of agent {result.agent!r} on "
+                    f"{result.suite.id}; keep one (or rename one with bench --name)"
+                )
+        group.append((path, result))
+    return [_board(group, config) for group in by_suite.values()]
+
+
+def _board(group: list[tuple[Path, BenchResult]], config: LeaderboardConfig) -> SuiteBoard:
+    suite = group[0][1].suite
+    cells = suite.cells()
+    strata = cell_strata(suite, group[0][1].episodes)
+    resampler = Resampler(strata, n_resamples=config.n_resamples, seed=config.seed)
+    rank_index = None
+    drafts = []
+    seeds = np.array([r.seed for r in group[0][1].episodes])
+    for path, result in group:
+        available, matrix = metric_matrix(result.episodes)
+        boot = StratifiedBootstrap(matrix, resampler=resampler)
+        conf = config.confidence
+        j = [m.name for m in available].index(config.ranking_metric)
+        rank_index = j
+        metrics = {m.name: boot.interval(i, None, conf) for i, m in enumerate(available)}
+        floors = {
+            m.name: noise_floor([matrix[seeds == s, i].mean() for s in suite.seeds], conf)
+            for i, m in enumerate(available)
+        }
+        by_env = {
+            env: boot.interval(j, [i for i, c in enumerate(cells) if c.env_id == env], conf)
+            for env in suite.envs
+        }
+        by_difficulty = {
+            d: boot.interval(j, [i for i, c in enumerate(cells) if c.difficulty == d], conf)
+            for d in suite.difficulties
+        }
+        by_cell = {c.label: boot.interval(j, [i], conf) for i, c in enumerate(cells)}
+        drafts.append((path, result, metrics, by_env, by_difficulty, by_cell, floors))
+    assert rank_index is not None
+    ranks = tie_ranks([d[2][config.ranking_metric] for d in drafts])
+    order = sorted(
+        range(len(drafts)),
+        key=lambda i: (-drafts[i][2][config.ranking_metric].mean, drafts[i][1].agent),
+    )
+    entries = [
+        Entry(d[1], d[0], ranks[i], d[2], d[3], d[4], d[5], d[6])
+        for i, d in ((i, drafts[i]) for i in order)
+    ]
+    names = [m.name for m in METRICS if all(m.name in e.floors for e in entries)]
+    pooled = {name: pooled_noise_floor([e.floors[name] for e in entries]) for name in names}
+    neighbours = []
+    for better, worse in itertools.pairwise(entries):
+        a = better.result.values(config.ranking_metric)
+        b = worse.result.values(config.ranking_metric)
+        assert a is not None
+        assert b is not None
+        comparison = paired_compare(
+            a, b, strata, confidence=config.confidence, resampler=resampler, seed=config.seed
+        )
+        neighbours.append(Neighbours(better.name, worse.name, comparison))
+    return SuiteBoard(suite, config.ranking_metric, config.confidence, entries, pooled, neighbours)
+
+
+# -- formatting --------------------------------------------------------------------------------
+
+
+def format_value(m: Metric, value: float) -> str:
+    """A metric value for display: rates with 3 decimals, wall time in milliseconds."""
+    if m.kind == "seconds":
+        return f"{value * 1000:.3g}"
+    if m.kind == "rate":
+        return f"{value:.3f}"
+    return f"{value:.2f}"
+
+
+def format_interval(m: Metric, interval: Interval) -> str:
+    """``0.910 [0.870, 0.940]`` in the metric's display units."""
+    values = [format_value(m, v) for v in (interval.mean, interval.low, interval.high)]
+    return f"{values[0]} [{values[1]}, {values[2]}]"
+
+
+def _heading(m: Metric) -> str:
+    return "ms/episode" if m.kind == "seconds" else m.label
+
+
+def _short_env(env_id: str) -> str:
+    return env_id.split("/", 1)[-1]
+
+
+def _commit(result: BenchResult) -> str:
+    commit = result.provenance.get("git_commit")
+    if not isinstance(commit, str):
+        return "?"
+    return commit[:8] + ("+" if result.provenance.get("git_dirty") else "")
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _dz(value: float) -> str:
+    return "∞" if math.isinf(value) and value > 0 else "-∞" if math.isinf(value) else f"{value:.2f}"
+
+
+def _method_note(board: SuiteBoard) -> str:
+    pct = round(board.confidence * 100)
+    return (
+        f"Mean and {pct}% percentile-bootstrap interval (resampling episodes within each env x "
+        f"difficulty cell). Ranked by {board.ranking_metric}; entries whose intervals overlap "
+        'share a rank ("1="). Neighbours are compared on the same episodes (paired bootstrap '
+        "interval of the difference; sign-flip permutation p-value; Cohen's d_z)."
+    )
+
+
+def _floor_note(board: SuiteBoard) -> str:
+    floor = board.noise_floor.get(board.ranking_metric)
+    if floor is None:
+        return ""
+    return (
+        f"Noise floor of {board.ranking_metric}: {floor.noise_floor:.3f} (seed-to-seed std "
+        f"{floor.seed_std:.3f} over {floor.n_seeds} seeds, pooled over entries): two full runs "
+        "on different seeds differ by less than this when only the seeds differ."
+    )
+
+
+def _suite_line(suite: SuiteSpec) -> str:
+    return (
+        f"{len(suite.episode_keys())} episodes per entry: {len(suite.envs)} envs x "
+        f"{len(suite.difficulties)} difficulties x {len(suite.seeds)} seeds x "
+        f"{suite.episodes_per_seed} episodes; suite hash {suite.hash}"
+    )
+
+
+def render_markdown(boards: Sequence[SuiteBoard]) -> str:
+    """The whole leaderboard as GitHub-flavoured markdown."""
+    out = ["# llm-trainer leaderboard", ""]
+    for board in boards:
+        suite, cols = board.suite, board.columns
+        out += [f"## {suite.id}", "", f"{suite.description} ({_suite_line(suite)}).", ""]
+        out += [_method_note(board), "", _floor_note(board), ""]
+        header = ["rank", "agent", *(_heading(m) for m in cols), "errors", "commit"]
+        out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for e in board.entries:
+            row = [e.rank, e.name, *(format_interval(m, e.metrics[m.name]) for m in cols)]
+            row += [str(e.result.summary.get("errors", _errors(e.result))), _commit(e.result)]
+            out.append("| " + " | ".join(row) + " |")
+        rank_metric = metric(board.ranking_metric)
+        out += ["", f"### {board.ranking_metric} by env and difficulty", ""]
+        header = ["agent", *map(_short_env, suite.envs), *(f"d{d}" for d in suite.difficulties)]
+        out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for e in board.entries:
+            row = [e.name]
+            row += [format_interval(rank_metric, e.by_env[env]) for env in suite.envs]
+            row += [format_interval(rank_metric, e.by_difficulty[d]) for d in suite.difficulties]
+            out.append("| " + " | ".join(row) + " |")
+        if board.neighbours:
+            out += ["", f"### Neighbours compared on the same episodes ({board.ranking_metric})"]
+            out += [
+                "",
+                "| better | worse | difference [95% CI] | p | d_z |",
+                "|---|---|---|---|---|",
+            ]
+            for n in board.neighbours:
+                c = n.comparison
+                out.append(
+                    f"| {n.better} | {n.worse} | {c.difference.format(3)} | {_p(c.p_value)} | "
+                    f"{_dz(c.effect_size)} |"
+                )
+        out += ["", "### Noise floor (seed-to-seed)", "", "| metric | seed std | noise floor |"]
+        out.append("|---|---|---|")
+        for name, floor in board.noise_floor.items():
+            m = metric(name)
+            out.append(
+                f"| {name} | {format_value(m, floor.seed_std)} | "
+                f"{format_value(m, floor.noise_floor)} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def _errors(result: BenchResult) -> int:
+    return sum(r.error is not None for r in result.episodes)
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #1a1a1a; max-width: 110rem; }
+table { border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; white-space: nowrap; }
+.scroll { overflow-x: auto; }
+th { background: #f0f0f0; cursor: pointer; user-select: none; white-space: nowrap; }
+th[aria-sort="ascending"]::after { content: " \\25B2"; }
+th[aria-sort="descending"]::after { content: " \\25BC"; }
+td.name, th.name { text-align: left; }
+.ci { color: #666; font-size: 0.8rem; }
+.bar { display: block; position: relative; height: 4px; background: #eee; margin-top: 2px; }
+.bar span { position: absolute; top: 0; height: 4px; background: #4c78a8; }
+.note { color: #444; max-width: 70rem; }
+img { max-width: 100%; }
+"""
+
+_JS = """
+(function () {
+  function key(cell) {
+    var v = cell.getAttribute("data-value");
+    return v === null || v === "" ? null : v;
+  }
+  function sortBy(table, th, col) {
+    var numeric = th.getAttribute("data-type") === "number";
+    var current = th.getAttribute("aria-sort");
+    var dir = current ? (current === "ascending" ? "descending" : "ascending")
+                      : (th.getAttribute("data-first") || "ascending");
+    table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", dir);
+    var body = table.tBodies[0];
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = key(a.cells[col]), y = key(b.cells[col]);
+      if (x === null || y === null) { return (x === null) - (y === null); }  // blanks last
+      var c = numeric ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
+      return dir === "ascending" ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  }
+  document.querySelectorAll("table.sortable").forEach(function (table) {
+    table.querySelectorAll("th").forEach(function (th, col) {
+      th.tabIndex = 0;
+      th.addEventListener("click", function () { sortBy(table, th, col); });
+      th.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); sortBy(table, th, col); }
+      });
+    });
+  });
+})();
+"""
+
+
+def _html_interval(m: Metric, interval: Interval, scale: tuple[float, float] | None) -> str:
+    values = [format_value(m, v) for v in (interval.mean, interval.low, interval.high)]
+    text = f"{values[0]} <span class=ci>[{values[1]}, {values[2]}]</span>"
+    if scale is not None and scale[1] > scale[0]:
+        lo, hi = (
+            (v - scale[0]) / (scale[1] - scale[0]) * 100 for v in (interval.low, interval.high)
+        )
+        style = f"left:{lo:.1f}%;width:{max(hi - lo, 1):.1f}%"
+        text += f'<span class=bar><span style="{style}"></span></span>'
+    return f'<td data-value="{interval.mean!r}">{text}</td>'
+
+
+def _html_header(label: str, kind: str, first: str, name: bool = False) -> str:
+    cls = ' class="name"' if name else ""
+    return f'<th{cls} data-type="{kind}" data-first="{first}">{html.escape(label)}</th>'
+
+
+def render_html(boards: Sequence[SuiteBoard], png: bytes | None = None) -> str:
+    """The leaderboard as one static, self-contained HTML page with sortable tables."""
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>llm-trainer leaderboard</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>llm-trainer leaderboard</h1>",
+    ]
+    for board in boards:
+        suite, cols = board.suite, board.columns
+        sid = esc(suite.id)
+        parts += [
+            f'<section id="suite-{sid}"><h2>{sid}</h2>',
+            f"<p class=note>{esc(suite.description)} ({esc(_suite_line(suite))}).</p>",
+            f"<p class=note>{esc(_method_note(board))}</p>",
+            f"<p class=note>{esc(_floor_note(board))}</p>",
+            f'<div class=scroll><table class="sortable board" data-suite="{sid}"><thead><tr>',
+            _html_header("rank", "number", "ascending"),
+            _html_header("agent", "text", "ascending", name=True),
+        ]
+        for m in cols:
+            first = "descending" if m.better == "higher" else "ascending"
+            parts.append(_html_header(_heading(m), "number", first))
+        parts += [
+            _html_header("errors", "number", "ascending"),
+            _html_header("commit", "text", "ascending"),
+            "</tr></thead><tbody>",
+        ]
+        for e in board.entries:
+            rank_number = e.rank.rstrip("=")
+            cells = [
+                f'<td data-value="{rank_number}">{esc(e.rank)}</td>',
+                f'<td class="name agent" data-value="{esc(e.name)}">{esc(e.name)}</td>',
+            ]
+            for m in cols:
+                scale = (0.0, 1.0) if m.kind == "rate" else None
+                cells.append(_html_interval(m, e.metrics[m.name], scale))
+            errors = _errors(e.result)
+            cells.append(f'<td data-value="{errors}">{errors}</td>')
+            commit = esc(_commit(e.result))
+            cells.append(f'<td class=name data-value="{commit}">{commit}</td>')
+            parts.append("<tr>" + "".join(cells) + "</tr>")
+        parts.append("</tbody></table></div>")
+        rank_metric = metric(board.ranking_metric)
+        parts += [
+            f"<h3>{esc(board.ranking_metric)} by env and difficulty</h3>",
+            '<div class=scroll><table class="sortable cells"><thead><tr>',
+            _html_header("agent", "text", "ascending", name=True),
+        ]
+        parts += [_html_header(_short_env(env), "number", "descending") for env in suite.envs]
+        parts += [_html_header(f"d{d}", "number", "descending") for d in suite.difficulties]
+        parts += [
+            _html_header(_short_env(c.env_id) + f" d{c.difficulty}", "number", "descending")
+            for c in suite.cells()
+        ]
+        parts.append("</tr></thead><tbody>")
+        for e in board.entries:
+            cells = [f'<td class="name" data-value="{esc(e.name)}">{esc(e.name)}</td>']
+            intervals = [
+                *(e.by_env[env] for env in suite.envs),
+                *(e.by_difficulty[d] for d in suite.difficulties),
+                *(e.by_cell[c.label] for c in suite.cells()),
+            ]
+            cells += [_html_interval(rank_metric, i, (0.0, 1.0)) for i in intervals]
+            parts.append("<tr>" + "".join(cells) + "</tr>")
+        parts.append("</tbody></table></div>")
+        if board.neighbours:
+            parts += [
+                f"<h3>Neighbours compared on the same episodes ({esc(board.ranking_metric)})</h3>",
+                '<div class=scroll><table class="sortable neighbours"><thead><tr>',
+                _html_header("better", "text", "ascending", name=True),
+                _html_header("worse", "text", "ascending", name=True),
+                _html_header("difference [95% CI]", "number", "descending"),
+                _html_header("p", "number", "ascending"),
+                _html_header("d_z", "number", "descending"),
+                "</tr></thead><tbody>",
+            ]
+            for n in board.neighbours:
+                c = n.comparison
+                dz = c.effect_size if math.isfinite(c.effect_size) else 1e308
+                parts.append(
+                    f'<tr><td class=name data-value="{esc(n.better)}">{esc(n.better)}</td>'
+                    f'<td class=name data-value="{esc(n.worse)}">{esc(n.worse)}</td>'
+                    f'<td data-value="{c.difference.mean!r}">{esc(c.difference.format(3))}</td>'
+                    f'<td data-value="{c.p_value!r}">{esc(_p(c.p_value))}</td>'
+                    f'<td data-value="{dz!r}">{esc(_dz(c.effect_size))}</td></tr>'
+                )
+            parts.append("</tbody></table></div>")
+        parts.append("</section>")
+    if png is not None:
+        data = base64.b64encode(png).decode()
+        parts.append(
+            f'<h2>Chart</h2><img alt="leaderboard chart" src="data:image/png;base64,{data}">'
+        )
+    parts += [f"<script>{_JS}</script>", "</body></html>", ""]
+    return "\n".join(parts)
+
+
+def render_png(boards: Sequence[SuiteBoard]) -> bytes:
+    """The ranking metric of every entry with its interval as error bars: overall (left) and
+    per env (right), one row per suite."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = len(boards)
+    height = sum(1.2 + 0.45 * max(len(b.entries), 2) for b in boards) + 0.4
+    fig = Figure(figsize=(13, height))  # a fixed layout: constrained layout doubles the time
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 2, squeeze=False, width_ratios=(1, 2))
+    fig.subplots_adjust(left=0.17, right=0.99, top=1 - 0.45 / height, bottom=0.5 / height)
+    fig.subplots_adjust(wspace=0.18, hspace=0.9 / height * rows)
+    colors = [f"C{i % 10}" for i in range(10)]
+    for (left, right), board in zip(axes, boards, strict=True):
+        entries = board.entries
+        name = board.ranking_metric
+        y = np.arange(len(entries))[::-1]
+        means = np.array([e.metrics[name].mean for e in entries])
+        errs = np.array(
+            [[e.metrics[name].mean - e.metrics[name].low for e in entries],
+             [e.metrics[name].high - e.metrics[name].mean for e in entries]]
+        )  # fmt: skip
+        left.barh(y, means, xerr=errs, color=[colors[i % 10] for i in range(len(entries))],
+                  capsize=4, alpha=0.85)  # fmt: skip
+        left.set_yticks(y, [f"{e.rank}  {e.name}" for e in entries])
+        for yi, mean in zip(y, means, strict=True):
+            left.annotate(f"{mean:.3f}", (mean, yi), xytext=(4, 6), textcoords="offset points",
+                          fontsize="small")  # fmt: skip
+        left.set_xlim(0, 1.12 if metric(name).kind == "rate" else None)  # room for labels
+        left.set_xlabel(f"{name} (mean, {round(board.confidence * 100)}% CI)")
+        left.set_title(f"{board.suite.id}: overall")
+        left.grid(axis="x", alpha=0.3)
+        width = 0.8 / max(len(entries), 1)
+        x = np.arange(len(board.suite.envs))
+        for i, e in enumerate(entries):
+            ints = [e.by_env[env] for env in board.suite.envs]
+            vals = np.array([v.mean for v in ints])
+            err = np.array([[v.mean - v.low for v in ints], [v.high - v.mean for v in ints]])
+            right.bar(x + (i - (len(entries) - 1) / 2) * width, vals, width, yerr=err,
+                      capsize=3, label=e.name, color=colors[i % 10], alpha=0.85)  # fmt: skip
+        right.set_xticks(x, [_short_env(env) for env in board.suite.envs])
+        if metric(name).kind == "rate":
+            right.set_ylim(0, 1.3)  # room for the legend above the bars
+            right.set_yticks(np.linspace(0, 1, 6))
+        right.set_ylabel(name)
+        right.set_title(f"{board.suite.id}: {name} per env (all difficulties)")
+        right.grid(axis="y", alpha=0.3)
+        right.legend(loc="upper center", fontsize="small", ncols=min(len(entries), 5))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardFiles:
+    """What :func:`write_leaderboard` wrote."""
+
+    markdown: Path
+    html: Path
+    png: Path
+    boards: list[SuiteBoard]
+
+
+def write_leaderboard(
+    paths: Iterable[str | Path], out_dir: str | Path, config: LeaderboardConfig | None = None
+) -> LeaderboardFiles:
+    """Build the boards from result files and write ``leaderboard.md``, ``leaderboard.html``
+    and ``leaderboard.png`` into ``out_dir``."""
+    boards = build_boards(load_results(paths), config)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    png = render_png(boards)
+    files = LeaderboardFiles(
+        out / "leaderboard.md", out / "leaderboard.html", out / "leaderboard.png", boards
+    )
+    files.png.write_bytes(png)
+    files.markdown.write_text(render_markdown(boards), encoding="utf-8")
+    files.html.write_text(render_html(boards, png), encoding="utf-8")
+    return files

@@ -1,0 +1,568 @@
+"""Run an agent on a suite: parallel, resumable, deterministic.
+
+``run_bench(BenchConfig(suite="tooluse-v0", agent="oracle"))`` plays every episode of the suite
+(:meth:`SuiteSpec.episode_keys`) and writes one result file (:mod:`.results`).
+
+* **Parallel**: a pool of ``workers`` processes (``forkserver`` by default: safe with threads,
+  and cheaper than ``spawn``), each building one env and one policy per env id and reusing them
+  (difficulty is a reset option). ``workers=1`` plays in this process.
+* **Deterministic**: every episode resets its env and its policy with the episode's env seed,
+  so its record does not depend on which worker played it or what that worker played before
+  (for policies whose episodes depend only on ``reset(seed=...)``, as the protocol asks).
+  Records are stored in canonical order, so the result file is the same for any number of
+  workers, except wall times and provenance.
+* **Resumable**: each finished episode is appended to ``<out>.partial.jsonl`` as one line (one
+  ``os.write`` on an ``O_APPEND`` descriptor, fsync'ed at least every second and at the end).
+  A restart with the same configuration skips the episodes recorded there; a torn last line (a
+  kill mid-write) is dropped and replayed. The result file is written atomically at the end,
+  then the partial file is removed. A finished result with the same configuration is reused
+  as is; ``fresh=True`` starts over. An exclusive lock on the partial file keeps two runs from
+  writing one result at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import multiprocessing
+import os
+import pickle
+import queue
+import re
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import Any, Literal
+
+import gymnasium as gym
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from llm_trainer.agents.factory import make_agent, resolve_agent_spec
+from llm_trainer.agents.policy import Policy
+from llm_trainer.benchmarks.results import (
+    SCHEMA_VERSION,
+    BenchResult,
+    EpisodeRecord,
+    check_complete,
+    collect_provenance,
+    config_hash,
+    load_result,
+    summarize,
+    write_json_atomic,
+)
+from llm_trainer.benchmarks.suites import EpisodeKey, SuiteSpec, episode_env_seed, suite_spec
+from llm_trainer.core.errors import ConfigError, RolloutError
+from llm_trainer.core.records import METRIC_KEYS, FrozenDict
+from llm_trainer.core.usage import ReportsUsage
+from llm_trainer.envs.registration import make
+
+StartMethod = Literal["fork", "forkserver", "spawn"]
+_START_METHODS: tuple[StartMethod, ...] = ("fork", "forkserver", "spawn")
+DEFAULT_RESULTS_DIR = Path("results")
+#: At most this long between two fsyncs of the partial file.
+FSYNC_INTERVAL_S = 1.0
+
+
+def default_workers() -> int:
+    """``min(2, cpu count)``."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """One ``llm-trainer bench`` run."""
+
+    suite: str
+    """Suite id from ``registry.yaml`` (``tooluse-v0``)."""
+    agent: str
+    """Agent spec (``oracle``, ``random``, ``python:module:factory``, ``sb3:PATH.zip``...)."""
+    name: str | None = None
+    """Display name on the leaderboard; defaults to the spec (paths shortened to file names)."""
+    out: Path | None = None
+    """Result file; defaults to ``results/<suite>/<name>.json``."""
+    workers: int = field(default_factory=default_workers)
+    """Worker processes; 1 plays in this process."""
+    start_method: StartMethod = "forkserver"
+    """How worker processes start (``fork``, ``forkserver`` or ``spawn``)."""
+    fresh: bool = False
+    """Discard a finished or partial result of this file and start over."""
+    progress: bool | None = None
+    """Show a progress bar on stderr (``None``: when stderr is a terminal)."""
+    agent_seed: int = 0
+    """Seed passed to the agent's constructor (episodes re-seed it with their env seed)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigError(f"workers must be a positive integer, got {self.workers!r}")
+        if self.start_method not in _START_METHODS:
+            raise ConfigError(
+                f"start_method must be one of {list(_START_METHODS)}, got {self.start_method!r}"
+            )
+        if self.name is not None and not self.name.strip():
+            raise ConfigError("name must not be empty")
+        resolve_agent_spec(self.agent)  # an unknown spec fails here, before any work
+
+    @property
+    def agent_name(self) -> str:
+        return self.name or default_agent_name(self.agent)
+
+    def out_path(self) -> Path:
+        if self.out is not None:
+            return Path(self.out)
+        return DEFAULT_RESULTS_DIR / self.suite / f"{slug(self.agent_name)}.json"
+
+
+def default_agent_name(spec: str) -> str:
+    """The spec, with a path argument shortened to its file name (``sb3:ppo.zip``)."""
+    prefix, sep, argument = spec.partition(":")
+    if sep and prefix in ("sb3", "transformers", "vllm") and argument:
+        return f"{prefix}:{Path(argument).name}"
+    if not sep and Path(spec).is_dir():
+        return Path(spec).name
+    return spec
+
+
+def slug(name: str) -> str:
+    """A file-name-safe version of ``name``.
+
+    >>> slug("sb3:ppo multitool.zip")
+    'sb3-ppo-multitool.zip'
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "agent"
+
+
+def agent_fingerprint(spec: str) -> str | None:
+    """SHA-256 prefix of the file a spec points to (``sb3:PATH.zip``), so that a retrained model
+    under the same path is a new configuration; ``None`` for other specs."""
+    _, sep, argument = spec.partition(":")
+    path = Path(argument) if sep else None
+    if path is None or not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+# -- playing episodes --------------------------------------------------------------------------
+
+
+class EpisodePlayer:
+    """Plays episodes of one agent spec; keeps one env and one policy per env id."""
+
+    def __init__(self, agent_spec: str, agent_seed: int = 0) -> None:
+        self.agent_spec = agent_spec
+        self.agent_seed = agent_seed
+        self._cache: dict[str, tuple[gym.Env[Any, Any], Policy]] = {}
+
+    def _env_and_policy(self, env_id: str) -> tuple[gym.Env[Any, Any], Policy]:
+        if env_id not in self._cache:
+            env = make(env_id)
+            self._cache[env_id] = (env, make_agent(self.agent_spec, env, seed=self.agent_seed))
+        return self._cache[env_id]
+
+    def play(self, key: EpisodeKey) -> EpisodeRecord:
+        """Play one episode; a policy that raises is recorded as a failed episode."""
+        env, policy = self._env_and_policy(key.env_id)
+        env_seed = episode_env_seed(key)
+        counts_tokens = isinstance(policy, ReportsUsage)
+        prompt_tokens = completion_tokens = 0
+        start = time.perf_counter()
+        observation, info = env.reset(seed=env_seed, options={"difficulty": key.difficulty})
+        action_chars, observation_chars = 0, len(observation)
+        reward, turns, error = 0.0, 0, None
+        try:
+            policy.reset(seed=env_seed)
+            while True:
+                action = policy.act(observation, info)
+                if counts_tokens:
+                    usage = policy.last_usage  # type: ignore[attr-defined]
+                    if usage is not None:
+                        prompt_tokens += usage.prompt_tokens
+                        completion_tokens += usage.completion_tokens
+                observation, r, terminated, truncated, info = env.step(action)
+                action_chars += len(action)
+                observation_chars += len(observation)
+                reward += float(r)
+                turns += 1
+                if terminated or truncated:
+                    break
+            metrics = {k: bool(info.get(k, False)) for k in METRIC_KEYS}
+        except Exception as exc:  # recorded: one failing episode never stops a suite
+            error = f"{type(exc).__name__}: {exc}"
+            metrics = dict.fromkeys(METRIC_KEYS, False)
+        return EpisodeRecord(
+            env_id=key.env_id,
+            difficulty=key.difficulty,
+            seed=key.seed,
+            index=key.index,
+            env_seed=env_seed,
+            metrics=FrozenDict(metrics),
+            reward=round(reward, 10),  # sums of -0.1 penalties, without float noise
+            turns=turns,
+            action_chars=action_chars,
+            observation_chars=observation_chars,
+            prompt_tokens=prompt_tokens if counts_tokens else None,
+            completion_tokens=completion_tokens if counts_tokens else None,
+            seconds=time.perf_counter() - start,
+            error=error,
+        )
+
+    def close(self) -> None:
+        for env, _ in self._cache.values():
+            env.close()
+        self._cache.clear()
+
+
+#: How often the parent checks that its workers are alive while it waits for results.
+_POLL_S = 0.5
+
+
+def _worker_main(
+    agent_spec: str, agent_seed: int, tasks: Queue[EpisodeKey | None], results: Queue[Any]
+) -> None:
+    """A worker process: play the episodes of ``tasks`` until ``None``, report each one."""
+    # Ctrl-C reaches the whole process group: the parent handles it (keeps the partial file,
+    # stops the workers); workers ignore it instead of printing a traceback each.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    player = EpisodePlayer(agent_spec, agent_seed)
+    try:
+        while (key := tasks.get()) is not None:
+            try:
+                results.put(("record", player.play(key).to_json()))
+            except Exception as exc:  # a setup failure (e.g. the agent cannot be built)
+                results.put(("error", _picklable(exc)))
+                return
+    finally:
+        player.close()
+
+
+def _picklable(exc: Exception) -> Exception:
+    try:
+        pickle.dumps(exc)
+    except Exception:
+        return RolloutError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def _play_all(config: BenchConfig, keys: list[EpisodeKey]) -> Iterator[EpisodeRecord]:
+    """Yield a record for every key, as episodes finish (in any order).
+
+    Workers are plain processes fed from a queue (not ``multiprocessing.Pool``, which waits
+    forever when a worker dies): a worker that dies makes this raise, naming its exit code.
+
+    Raises:
+        RolloutError: when a worker process dies.
+    """
+    if config.workers == 1 or len(keys) <= 1:
+        player = EpisodePlayer(config.agent, config.agent_seed)
+        try:
+            for key in keys:
+                yield player.play(key)
+        finally:
+            player.close()
+        return
+    context = multiprocessing.get_context(config.start_method)
+    if config.start_method == "forkserver":
+        context.set_forkserver_preload(["llm_trainer", "llm_trainer.benchmarks.runner"])
+    tasks: Queue[EpisodeKey | None] = context.Queue()
+    results: Queue[Any] = context.Queue()
+    n_workers = min(config.workers, len(keys))
+    for key in keys:
+        tasks.put(key)
+    for _ in range(n_workers):
+        tasks.put(None)
+    workers = [
+        context.Process(  # type: ignore[attr-defined]
+            target=_worker_main,
+            args=(config.agent, config.agent_seed, tasks, results),
+            name=f"llm-trainer-bench-{i}",
+            daemon=True,
+        )
+        for i in range(n_workers)
+    ]
+    for worker in workers:
+        worker.start()
+    remaining = len(keys)
+    try:
+        while remaining:
+            try:
+                kind, payload = results.get(timeout=_POLL_S)
+            except queue.Empty:
+                _check_workers(workers)
+                continue
+            if kind == "error":
+                raise payload
+            remaining -= 1
+            yield EpisodeRecord.from_json(payload)
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+        for worker in workers:
+            worker.join()
+        for q in (tasks, results):
+            q.close()
+            q.cancel_join_thread()
+
+
+def _check_workers(workers: list[Any]) -> None:
+    dead = [w for w in workers if w.exitcode not in (None, 0)]
+    if dead or all(w.exitcode is not None for w in workers):
+        code = dead[0].exitcode if dead else 0
+        raise RolloutError(
+            f"a benchmark worker process died (exit code {code}) before finishing its episodes. "
+            "If you call run_bench() from a script, guard the script with "
+            '`if __name__ == "__main__":` (worker processes import it), or pass workers=1'
+        )
+
+
+# -- the partial file --------------------------------------------------------------------------
+
+
+class PartialFile:
+    """``<out>.partial.jsonl``: a header line, then one finished episode per line.
+
+    :meth:`lock` opens it and takes an exclusive ``flock`` (released when the process ends,
+    however it ends), so two runs never write the same file.
+    """
+
+    def __init__(self, path: Path, header: dict[str, Any]) -> None:
+        self.path = path
+        self.header = header
+        self._fd: int | None = None
+        self._last_sync = 0.0
+
+    def lock(self) -> None:
+        """Open (creating) and lock the file.
+
+        Raises:
+            ConfigError: when another process holds the lock (a run of the same result file).
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(
+                f"{self.path}: another llm-trainer bench is writing this result now; wait for "
+                "it to finish (or stop it), or choose another --out"
+            ) from None
+        self._fd = fd
+
+    def read(self, suite: SuiteSpec) -> dict[EpisodeKey, EpisodeRecord]:
+        """The episodes recorded so far (a torn or duplicate line is dropped, and the file is
+        cut after its last complete line); writes the header to a new file. Needs the lock.
+
+        Raises:
+            ConfigError: when the file belongs to another configuration.
+        """
+        assert self._fd is not None, "lock() first"
+        data = self.path.read_bytes()
+        valid: set[EpisodeKey] = set(suite.episode_keys())
+        records: dict[EpisodeKey, EpisodeRecord] = {}
+        good_end = 0
+        for number, line in enumerate(data.splitlines(keepends=True)):
+            if not line.endswith(b"\n"):
+                break  # torn by a kill mid-write
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if number == 0:
+                if item != self.header:
+                    raise ConfigError(
+                        f"{self.path}: an interrupted run of another configuration (suite, "
+                        "agent or schema differ); pass --fresh to discard it, or choose "
+                        "another --out"
+                    )
+            else:
+                record = EpisodeRecord.from_json(item, f"{self.path}: line {number + 1}")
+                if record.key in valid and record.key not in records:
+                    records[record.key] = record
+            good_end += len(line)
+        if good_end < len(data):
+            os.ftruncate(self._fd, good_end)
+        if good_end == 0:
+            self._write_line(self.header)
+            os.fsync(self._fd)
+        return records
+
+    def append(self, record: EpisodeRecord) -> None:
+        self._write_line(record.to_json())
+        now = time.monotonic()
+        if now - self._last_sync >= FSYNC_INTERVAL_S:
+            assert self._fd is not None
+            os.fsync(self._fd)
+            self._last_sync = now
+
+    def _write_line(self, item: dict[str, Any]) -> None:
+        assert self._fd is not None, "lock() first"
+        line = (json.dumps(item, ensure_ascii=False, allow_nan=False) + "\n").encode()
+        written = os.write(self._fd, line)  # one write: whole line or (on a crash) a torn tail
+        if written != len(line):
+            raise OSError(f"{self.path}: short write ({written} of {len(line)} bytes)")
+
+    def sync(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Sync and unlock (the file stays, for a later resume)."""
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+
+    def remove(self) -> None:
+        """Delete the file (under the lock when this process holds it), then unlock."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial.jsonl")
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BenchRun:
+    """What :func:`run_bench` did."""
+
+    result: BenchResult
+    path: Path
+    episodes_played: int
+    """Episodes played by this call (0 when a finished result was reused)."""
+    episodes_resumed: int
+    """Episodes taken from an interrupted run's partial file."""
+    reused: bool
+    """A finished result of the same configuration existed and was returned as is."""
+    wall_seconds: float
+
+
+def run_bench(config: BenchConfig, suite: SuiteSpec | None = None) -> BenchRun:
+    """Run (or resume, or reuse) ``config``; see the module docstring.
+
+    Args:
+        config: The run.
+        suite: The suite to play; by default ``suite_spec(config.suite)`` from registry.yaml
+            (tests pass suites of their own).
+
+    Raises:
+        ConfigError: for a bad configuration, or an existing result or partial file of
+            another configuration (without ``fresh``).
+        KeyboardInterrupt: when interrupted; the partial file keeps every finished episode.
+    """
+    start = time.perf_counter()
+    suite = suite or suite_spec(config.suite)
+    out = config.out_path()
+    fingerprint = agent_fingerprint(config.agent)
+    chash = config_hash(suite, config.agent, fingerprint)
+    partial = PartialFile(
+        partial_path(out),
+        {"schema_version": SCHEMA_VERSION, "config_hash": chash, "suite_hash": suite.hash},
+    )
+    if config.fresh:
+        partial.lock()
+        partial.remove()
+        with contextlib.suppress(FileNotFoundError):
+            out.unlink()
+    if out.exists():
+        existing = load_result(out)
+        if existing.config_hash != chash:
+            raise ConfigError(
+                f"{out} holds a result of another configuration (suite, agent or schema "
+                "differ); pass --fresh to overwrite it, or choose another --out"
+            )
+        if partial.path.exists():  # left by a kill between writing the result and cleaning up
+            with contextlib.suppress(ConfigError):
+                partial.lock()
+                partial.remove()
+        return BenchRun(existing, out, 0, 0, True, time.perf_counter() - start)
+
+    partial.lock()
+    try:
+        done = partial.read(suite)
+    except BaseException:
+        partial.close()
+        raise
+    resumed = len(done)
+    keys = [k for k in suite.episode_keys() if k not in done]
+    started_at = _now()
+    show = sys.stderr.isatty() if config.progress is None else config.progress
+    try:
+        with _progress_bar(show) as bar:
+            task = bar.add_task(
+                f"{suite.id} {config.agent_name}", total=len(done) + len(keys), completed=len(done)
+            )
+            for record in _play_all(config, keys):
+                partial.append(record)
+                done[record.key] = record
+                bar.advance(task)
+        partial.sync()
+        records = tuple(done[k] for k in suite.episode_keys())
+        check_complete(suite, records, str(partial.path))
+        result = BenchResult(
+            agent=config.agent_name,
+            agent_spec=config.agent,
+            suite=suite,
+            config_hash=chash,
+            episodes=records,
+            provenance=collect_provenance(
+                suite,
+                started_at=started_at,
+                finished_at=_now(),
+                workers=config.workers,
+                start_method=config.start_method,
+                episodes_played=len(keys),
+                episodes_resumed=resumed,
+                wall_seconds=round(time.perf_counter() - start, 3),
+            ),
+            agent_fingerprint=fingerprint,
+            summary=summarize(suite, records),
+        )
+        write_json_atomic(out, result.to_json())
+        partial.remove()
+    finally:
+        partial.close()
+    return BenchRun(result, out, len(keys), resumed, False, time.perf_counter() - start)
+
+
+def _progress_bar(show: bool) -> Progress:
+    """Episodes done, rate and time left, on stderr (stdout stays for the JSON summary)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("episodes"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not show,
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

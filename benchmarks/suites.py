@@ -1,0 +1,334 @@
+"""Benchmark suites: fixed, versioned grids of (env, difficulty) cells, seeds and episode counts.
+
+Suites live in ``registry.yaml`` under ``suites:``, beside the envs they name, and are loaded
+through the same strict loader: unknown keys, duplicate suite ids, unknown env ids, difficulties
+an env does not declare, and fewer than three seeds are :class:`RegistryError`\\ s that name the
+suite.
+
+A suite is immutable once published: its :attr:`SuiteSpec.hash` covers its own fields and the
+registry entries of its envs, every result file records it, and ``benchmarks/suites.lock.json``
+pins the hash of every published suite (a test fails when a suite changes in place). Changing a
+suite means adding ``name-v(N+1)``.
+
+Each suite seed is one *run*: in every cell it plays ``episodes_per_cell / len(seeds)``
+episodes. Episode ``i`` of seed ``s`` in cell ``(env, d)`` uses the env seed
+:func:`episode_env_seed`, derived with :class:`numpy.random.SeedSequence`, so tasks are
+independent across seeds, cells and indices, and every agent meets the same tasks (which is
+what makes paired comparisons possible).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from llm_trainer.core.errors import RegistryError, suggest
+from llm_trainer.core.records import FrozenDict
+from llm_trainer.envs.registration import (
+    REGISTRY_PATH,
+    EnvSpec,
+    _check_keys,
+    _StrictLoader,
+    parse_registry,
+)
+
+#: Suite ids are ``name-vN``; bump N whenever the suite (or an env it names) changes.
+_SUITE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*-v\d+$")
+MIN_SEEDS = 3
+LOCK_PATH = Path(__file__).resolve().parent / "suites.lock.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One (env, difficulty) cell of a suite."""
+
+    env_id: str
+    difficulty: int
+
+    @property
+    def label(self) -> str:
+        """``LLMTrainer/Calculator-v0@2``: the key used in summaries and result files."""
+        return f"{self.env_id}@{self.difficulty}"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class EpisodeKey:
+    """Identifies one episode of a suite; two agents' episodes with the same key saw the same
+    task (the pairing unit of :func:`llm_trainer.benchmarks.stats.paired_compare`)."""
+
+    env_id: str
+    difficulty: int
+    seed: int
+    """The suite seed (the run) this episode belongs to."""
+    index: int
+    """The episode's index within its (cell, seed)."""
+
+    @property
+    def cell(self) -> Cell:
+        return Cell(self.env_id, self.difficulty)
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteSpec:
+    """One suite of ``registry.yaml``.
+
+    >>> suite = suite_spec("tooluse-smoke-v0")
+    >>> len(suite.cells()), len(suite.episode_keys()), suite.episodes_per_seed
+    (12, 72, 2)
+    """
+
+    id: str
+    """``name-vN``."""
+    description: str
+    """One line, shown by the leaderboard."""
+    envs: tuple[str, ...]
+    """Env ids (each must be registered)."""
+    difficulties: tuple[int, ...]
+    """Difficulties played in every env (each env must declare them)."""
+    seeds: tuple[int, ...]
+    """Suite seeds: one run each, at least three."""
+    episodes_per_cell: int
+    """Episodes per (env, difficulty) cell, split evenly across the seeds."""
+    env_specs: Mapping[str, Mapping[str, Any]] = FrozenDict({})
+    """What the suite's hash covers of each env's registry entry (entry point, kwargs, time
+    limit); filled in by the loader."""
+
+    @property
+    def episodes_per_seed(self) -> int:
+        """Episodes per cell and seed."""
+        return self.episodes_per_cell // len(self.seeds)
+
+    def cells(self) -> list[Cell]:
+        """Every (env, difficulty) cell, envs in suite order, then difficulties."""
+        return [Cell(e, d) for e in self.envs for d in self.difficulties]
+
+    def episode_keys(self) -> list[EpisodeKey]:
+        """Every episode of the suite, in canonical order (cell, seed, index)."""
+        return [
+            EpisodeKey(cell.env_id, cell.difficulty, seed, index)
+            for cell in self.cells()
+            for seed in self.seeds
+            for index in range(self.episodes_per_seed)
+        ]
+
+    def definition(self) -> dict[str, Any]:
+        """The suite as plain JSON-ready data (what result files store and the hash covers)."""
+        return {
+            "id": self.id,
+            "description": self.description,
+            "envs": list(self.envs),
+            "difficulties": list(self.difficulties),
+            "seeds": list(self.seeds),
+            "episodes_per_cell": self.episodes_per_cell,
+            "env_specs": {k: dict(v) for k, v in self.env_specs.items()},
+            "seed_derivation": SEED_DERIVATION,
+        }
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 (first 16 hex digits) of :meth:`definition`, canonically serialised."""
+        return content_hash(self.definition())
+
+    @classmethod
+    def from_definition(cls, data: Mapping[str, Any], where: str = "suite") -> SuiteSpec:
+        """Rebuild a suite from :meth:`definition` (as stored in a result file).
+
+        Raises:
+            RegistryError: if ``data`` is not a suite definition.
+        """
+        try:
+            if data["seed_derivation"] != SEED_DERIVATION:
+                raise RegistryError(
+                    f"{where}: seed derivation {data['seed_derivation']!r} is not supported "
+                    f"(this version uses {SEED_DERIVATION!r})"
+                )
+            return cls(
+                id=str(data["id"]),
+                description=str(data["description"]),
+                envs=tuple(str(e) for e in data["envs"]),
+                difficulties=tuple(int(d) for d in data["difficulties"]),
+                seeds=tuple(int(s) for s in data["seeds"]),
+                episodes_per_cell=int(data["episodes_per_cell"]),
+                env_specs=FrozenDict(
+                    {str(k): FrozenDict(dict(v)) for k, v in data["env_specs"].items()}
+                ),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RegistryError(f"{where}: malformed suite definition ({exc!r})") from None
+
+
+#: Names the rule of :func:`episode_env_seed`; stored in every definition so a change of the
+#: rule can never be mistaken for the same suite.
+SEED_DERIVATION = "seedsequence-v1"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def episode_env_seed(key: EpisodeKey) -> int:
+    """The env seed of an episode: independent streams for every (seed, env, difficulty, index).
+
+    >>> k = EpisodeKey("LLMTrainer/Calculator-v0", 1, 0, 0)
+    >>> episode_env_seed(k) == episode_env_seed(k), 0 <= episode_env_seed(k) < 2**32
+    (True, True)
+    """
+    entropy = [key.seed, zlib.crc32(key.env_id.encode()), key.difficulty, key.index]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def content_hash(data: Any) -> str:
+    """SHA-256 (first 16 hex digits) of ``data`` as canonical JSON (sorted keys)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def parse_suites(
+    text: str, envs: Mapping[str, EnvSpec] | None = None, source: str = "registry.yaml"
+) -> dict[str, SuiteSpec]:
+    """Parse the ``suites:`` list of registry YAML into ``{id: SuiteSpec}``.
+
+    Args:
+        text: The whole registry YAML.
+        envs: The registered env specs to check env ids against; parsed from ``text`` when
+            omitted.
+        source: Named in error messages.
+
+    Raises:
+        RegistryError: naming the suite, on any problem.
+    """
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+    except RegistryError as exc:
+        raise RegistryError(f"{source}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{source}: invalid YAML: {exc}") from None
+    if envs is None:
+        envs = parse_registry(text, source)
+    entries = data.get("suites", []) if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise RegistryError(f"{source}: 'suites' must be a list")
+    suites: dict[str, SuiteSpec] = {}
+    for index, entry in enumerate(entries):
+        suite = _parse_suite(entry, envs, f"{source}: suites[{index}]")
+        if suite.id in suites:
+            raise RegistryError(f"{source}: duplicate suite id {suite.id!r} (suites[{index}])")
+        suites[suite.id] = suite
+    return suites
+
+
+_REQUIRED = ("id", "description", "envs", "difficulties", "seeds", "episodes_per_cell")
+
+
+def _parse_suite(entry: Any, envs: Mapping[str, EnvSpec], where: str) -> SuiteSpec:
+    if not isinstance(entry, dict):
+        raise RegistryError(f"{where}: each suite must be a mapping, got {type(entry).__name__}")
+    suite_id = entry.get("id")
+    if not isinstance(suite_id, str) or not _SUITE_ID.match(suite_id):
+        raise RegistryError(
+            f"{where}: suite 'id' must look like 'name-v0' (lowercase), got {suite_id!r}"
+        )
+    where = f"{where} (suite {suite_id})"
+    values = _check_keys(entry, SuiteSpec, where)
+    if "env_specs" in values:
+        raise RegistryError(f"{where}: 'env_specs' is derived from the envs, not written")
+    for key in _REQUIRED:
+        if key not in values:
+            raise RegistryError(f"{where}: missing {key!r}")
+    if not isinstance(values["description"], str) or not values["description"].strip():
+        raise RegistryError(f"{where}: 'description' must be a non-empty string")
+    env_ids = _list_of(values["envs"], str, "envs", where)
+    difficulties = _list_of(values["difficulties"], int, "difficulties", where)
+    seeds = _list_of(values["seeds"], int, "seeds", where)
+    for name, items in (("envs", env_ids), ("difficulties", difficulties), ("seeds", seeds)):
+        if len(set(items)) != len(items):
+            raise RegistryError(f"{where}: {name!r} has duplicates: {items}")
+    if len(seeds) < MIN_SEEDS:
+        raise RegistryError(
+            f"{where}: needs at least {MIN_SEEDS} seeds per cell (seed-to-seed variation is part "
+            f"of every result), got {len(seeds)}"
+        )
+    episodes = values["episodes_per_cell"]
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise RegistryError(f"{where}: 'episodes_per_cell' must be a positive integer")
+    if episodes % len(seeds):
+        raise RegistryError(
+            f"{where}: 'episodes_per_cell' ({episodes}) must be a multiple of the number of "
+            f"seeds ({len(seeds)}): every seed plays the same number of episodes per cell"
+        )
+    env_specs: dict[str, FrozenDict] = {}
+    for env_id in env_ids:
+        if env_id not in envs:
+            raise RegistryError(f"{where}: unknown env id {env_id!r}{suggest(env_id, list(envs))}")
+        env = envs[env_id]
+        if env.capabilities.api != "gymnasium":
+            raise RegistryError(f"{where}: {env_id!r} is a {env.capabilities.api} env")
+        missing = [d for d in difficulties if d not in env.capabilities.difficulties]
+        if missing:
+            raise RegistryError(
+                f"{where}: {env_id!r} does not declare difficulties {missing} (its capabilities "
+                f"list {list(env.capabilities.difficulties)})"
+            )
+        env_specs[env_id] = FrozenDict(
+            {
+                "entry_point": env.entry_point,
+                "kwargs": dict(env.kwargs),
+                "max_episode_steps": env.max_episode_steps,
+            }
+        )
+    return SuiteSpec(
+        id=suite_id,
+        description=values["description"].strip(),
+        envs=tuple(env_ids),
+        difficulties=tuple(difficulties),
+        seeds=tuple(seeds),
+        episodes_per_cell=episodes,
+        env_specs=FrozenDict(env_specs),
+    )
+
+
+def _list_of(raw: Any, kind: type[Any], name: str, where: str) -> list[Any]:
+    if (
+        not isinstance(raw, list)
+        or not raw
+        or not all(isinstance(x, kind) and not isinstance(x, bool) for x in raw)
+    ):
+        raise RegistryError(f"{where}: {name!r} must be a non-empty list of {kind.__name__}")
+    return raw
+
+
+@functools.cache
+def suites() -> Mapping[str, SuiteSpec]:
+    """The suites of ``registry.yaml``, by id (read once per process)."""
+    from llm_trainer.envs.registration import registry
+
+    text = REGISTRY_PATH.read_text(encoding="utf-8")
+    return FrozenDict(parse_suites(text, registry(), str(REGISTRY_PATH)))
+
+
+def suite_spec(suite_id: str) -> SuiteSpec:
+    """The suite ``suite_id``.
+
+    Raises:
+        RegistryError: for an unknown id, with a "did you mean" and the known ids.
+    """
+    known = suites()
+    if suite_id not in known:
+        raise RegistryError(
+            f"unknown suite {suite_id!r}{suggest(suite_id, list(known))}; "
+            f"known suites: {', '.join(known)}"
+        )
+    return known[suite_id]
+
+
+def locked_hashes() -> dict[str, str]:
+    """The published suites' hashes, from ``benchmarks/suites.lock.json``."""
+    data = json.loads(LOCK_PATH.read_text(encoding="utf-8"))
+    return {str(k): str(v) for k, v in data["suites"].items()}

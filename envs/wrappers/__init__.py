@@ -1,0 +1,7 @@
+"""Wrappers: envs seen through another interface (not envs of their own, so not in
+registry.yaml). ``EncodeToolChoice`` turns a text tool-use env into a vector-observation,
+discrete-action env that classic RL (stable-baselines3) can learn."""
+
+from llm_trainer.envs.wrappers.encode_tool_choice import EncodeToolChoice, ToolChoiceCodec
+
+__all__ = ["EncodeToolChoice", "ToolChoiceCodec"]
