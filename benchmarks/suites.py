@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from llm_trainer.core.errors import RegistryError, suggest
 from llm_trainer.core.records import FrozenDict
@@ -38,7 +37,7 @@ from llm_trainer.envs.registration import (
     REGISTRY_PATH,
     EnvSpec,
     _check_keys,
-    _StrictLoader,
+    load_strict_yaml,
     parse_registry,
 )
 
@@ -204,12 +203,7 @@ def parse_suites(
     Raises:
         RegistryError: naming the suite, on any problem.
     """
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)
-    except RegistryError as exc:
-        raise RegistryError(f"{source}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise RegistryError(f"{source}: invalid YAML: {exc}") from None
+    data = load_strict_yaml(text, source)
     if envs is None:
         envs = parse_registry(text, source)
     entries = data.get("suites", []) if isinstance(data, dict) else None

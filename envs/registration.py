@@ -113,14 +113,20 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _n
 _TOP_LEVEL_KEYS = {"version", "envs", "suites"}
 
 
-def parse_registry(text: str, source: str = "registry.yaml") -> dict[str, EnvSpec]:
-    """Parse registry YAML into ``{id: EnvSpec}``; raise :class:`RegistryError` on any problem."""
+def load_strict_yaml(text: str, source: str) -> Any:
+    r"""Safe-load YAML, rejecting duplicate keys; errors are :class:`RegistryError`\ s naming
+    ``source``."""
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
+        return yaml.load(text, Loader=_StrictLoader)
     except RegistryError as exc:
         raise RegistryError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         raise RegistryError(f"{source}: invalid YAML: {exc}") from None
+
+
+def parse_registry(text: str, source: str = "registry.yaml") -> dict[str, EnvSpec]:
+    """Parse registry YAML into ``{id: EnvSpec}``; raise :class:`RegistryError` on any problem."""
+    data = load_strict_yaml(text, source)
     if not isinstance(data, dict):
         raise RegistryError(f"{source}: expected a mapping with an 'envs' list")
     unknown = set(data) - _TOP_LEVEL_KEYS
