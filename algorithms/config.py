@@ -123,6 +123,9 @@ class EvalConfig:
     """Its difficulty."""
     episodes: int = 200
     """Held-out episodes."""
+    episodes_before: int = 50
+    """Held-out episodes for the measurement before training (an untrained model runs every
+    episode to its time limit, so this one is the expensive one; its success is ~0)."""
     first_seed: int = 1_000_000
     """Held-out seeds start here (training seeds start at ``data.first_seed``)."""
     every_steps: int = 0

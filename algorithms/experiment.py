@@ -147,14 +147,13 @@ def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, A
     )
     log(f"training data: {dataset.size} trajectories, version {dataset.id}")
     ev = config.eval
-    eval_seeds = range(ev.first_seed, ev.first_seed + ev.episodes)
 
-    def evaluate(current: Any) -> dict[str, float]:
+    def evaluate(current: Any, episodes: int = ev.episodes) -> dict[str, float]:
         metrics, _ = evaluate_model(
             current,
             tokenizer,
             ev.env_id,
-            eval_seeds,
+            range(ev.first_seed, ev.first_seed + episodes),
             difficulty=ev.difficulty,
             system_prompt=config.model.system_prompt,
             max_new_tokens=ev.max_new_tokens,
@@ -162,8 +161,8 @@ def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, A
         )
         return metrics
 
-    log(f"evaluating on {ev.episodes} held-out episodes of {ev.env_id} before training")
-    before = evaluate(model)
+    log(f"evaluating on {ev.episodes_before} held-out episodes of {ev.env_id} before training")
+    before = evaluate(model, ev.episodes_before)
     run.log_metrics(0, {f"eval/{k}": v for k, v in before.items()})
 
     if config.algorithm == "sft":
