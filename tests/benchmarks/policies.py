@@ -37,10 +37,11 @@ class HalfOracle:
 
 
 class SlowRandom(RandomAgent):
-    """The random agent, 20 ms per action (time to interrupt a run)."""
+    """The random agent, 80 ms per action: the smoke suite then lasts several seconds, so a
+    test can interrupt it mid-run even on a loaded machine."""
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
-        time.sleep(0.02)
+        time.sleep(0.08)
         return super().act(observation, info)
 
 
