@@ -230,6 +230,12 @@ def test_load_result_rejects_incomplete_and_foreign_files(
         load_result(tmp_path / "future.json")
 
 
+def _default_sigint() -> None:
+    """Give the child the default Ctrl-C behaviour even when this test process ignores SIGINT
+    (a shell starts background jobs with SIGINT ignored, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_keeps_finished_episodes_and_says_how_to_resume(tmp_path: Path) -> None:
     out = tmp_path / "slow.json"
     partial = partial_path(out)
@@ -238,7 +244,7 @@ def test_ctrl_c_keeps_finished_episodes_and_says_how_to_resume(tmp_path: Path) -
         [sys.executable, "-m", "llm_trainer.cli", "bench", "--suite", SMOKE, "--agent", spec,
          "--out", str(out), "--no-progress"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_default_sigint,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not (partial.exists() and partial.read_text().count("\n") >= 6):
