@@ -107,7 +107,13 @@ def _print_rows(rows: list[dict[str, Any]], title: str) -> None:
 
 @app.command()
 def evaluate(
-    agent: Annotated[str, typer.Option(help="Agent spec: oracle or random.")] = "oracle",
+    agent: Annotated[
+        str,
+        typer.Option(
+            help="Agent spec: oracle, random, python:module:factory, sb3:PATH.zip, "
+            "transformers:DIR, vllm:DIR, openai:URL#model, or a saved agent directory."
+        ),
+    ] = "oracle",
     env: Annotated[str, typer.Option(help="Env id, or 'all'.")] = "all",
     episodes: Annotated[int, typer.Option(min=1, help="Episodes (one per seed).")] = 100,
     seed: Annotated[int, typer.Option(help="First seed; seeds are seed..seed+episodes-1.")] = 0,

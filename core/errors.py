@@ -47,6 +47,28 @@ class RolloutError(LLMTrainerError, RuntimeError):
     """Something failed while an episode ran (a backend, a tool)."""
 
 
+class BackendError(RolloutError):
+    """A generation backend failed (a model that cannot run, a server that answered with an
+    error or not at all). The message names the backend (and the server and HTTP status)."""
+
+
+class BatchActError(BackendError):
+    """Some slots of a batched ``act_batch`` failed to generate; the others did not.
+
+    Attributes:
+        actions: One entry per slot of the call, in order: the action, or ``None`` where the
+            slot failed (so a rollout can go on with the siblings).
+        errors: The failure of each failed slot, by slot id.
+    """
+
+    def __init__(
+        self, message: str, *, actions: list[str | None], errors: dict[int, BackendError]
+    ) -> None:
+        super().__init__(message)
+        self.actions = actions
+        self.errors = errors
+
+
 class ToolError(RolloutError):
     """A tool call could not be executed (bad arguments, a bounded resource exceeded).
 

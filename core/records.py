@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 #: The per-episode evaluation metrics every env reports in ``info`` (see DESIGN.md).
 METRIC_KEYS: tuple[str, ...] = (
@@ -138,3 +138,59 @@ class EpisodeResult:
     @property
     def success(self) -> bool:
         return bool(self.metrics.get("success", False))
+
+
+FinishReason = Literal["stop", "length", "eos"]
+"""Why a generation ended: a stop string (``</tool_call>``, ``</answer>``), the token limit, or
+the model's end-of-sequence token."""
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One sampled completion, token-faithful: what a trainer learns from is what was sampled.
+
+    Attributes:
+        text: The completion as the env receives it. It ends with the stop string when one
+            stopped it (the env needs the closing tag); an end-of-sequence token is not part of
+            the text.
+        prompt_token_ids: The exact prompt the model saw (empty when an HTTP server does not
+            report it).
+        token_ids: The sampled tokens, in order, including the stop or end-of-sequence token
+            that ended the completion (empty when an HTTP server does not report them).
+        logprobs: One log-probability per sampled token: the model's log-softmax of the
+            *unmodified* logits (temperature 1, no top-p) at the sampled token, which is what
+            PPO/GRPO ratios need. Empty when the backend cannot report them.
+        finish_reason: ``"stop"`` (a stop string), ``"length"`` (``max_new_tokens``) or
+            ``"eos"`` (the end-of-sequence token).
+
+    >>> g = Generation("<answer>4</answer>", (1, 2), (7, 8), (-0.1, -0.2), "stop")
+    >>> g.num_tokens, round(g.logprob_sum, 2)
+    (2, -0.3)
+    """
+
+    text: str
+    prompt_token_ids: tuple[int, ...]
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    finish_reason: FinishReason
+
+    def __post_init__(self) -> None:
+        if self.finish_reason not in ("stop", "length", "eos"):
+            raise ValueError(
+                f"finish_reason must be 'stop', 'length' or 'eos', got {self.finish_reason!r}"
+            )
+        if self.logprobs and self.token_ids and len(self.logprobs) != len(self.token_ids):
+            raise ValueError(
+                f"one log-prob per token: {len(self.logprobs)} log-probs for "
+                f"{len(self.token_ids)} tokens"
+            )
+
+    @property
+    def num_tokens(self) -> int:
+        """Number of generated tokens (0 when the backend did not report token ids)."""
+        return len(self.token_ids)
+
+    @property
+    def logprob_sum(self) -> float:
+        """Log-probability of the whole completion under the model (sum over its tokens)."""
+        return float(sum(self.logprobs))

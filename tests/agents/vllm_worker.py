@@ -1,0 +1,109 @@
+"""Run the vLLM backend in a process of its own and write what it generated as JSON.
+
+``python tests/agents/vllm_worker.py MODEL_DIR OUT.json`` (used by ``test_vllm.py``). vLLM
+engine code belongs in a ``__main__``-guarded script: vLLM may start worker processes, and the
+test process is better kept free of its global state (threads, signal handlers, logging).
+
+It writes:
+
+* ``greedy``: greedy generations for chat prompts built from every env's first observation
+  (with the env's system prompt and tools), with their prompt token ids, for the parity check;
+* ``seeded``: two runs of seeded sampling (n=2) and one with another seed;
+* ``episodes``: an LLMAgent on this backend playing one episode of every env in lockstep
+  (``act_batch``), with any error it raised.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+
+def chat_prompts() -> list[Any]:
+    import llm_trainer
+    from llm_trainer.agents.backends import ChatPrompt
+    from llm_trainer.core.records import to_plain
+
+    prompts = []
+    for env_id in sorted(llm_trainer.registry()):
+        env = llm_trainer.make(env_id)
+        for seed in range(4):
+            observation, info = env.reset(seed=seed)
+            messages = (
+                {"role": "system", "content": info["system_prompt"]},
+                {"role": "user", "content": observation},
+            )
+            prompts.append(ChatPrompt(messages, tuple(to_plain(info["tools"]))))
+    return prompts
+
+
+def play_lockstep(agent: Any) -> dict[str, Any]:
+    import llm_trainer
+
+    env_ids = sorted(llm_trainer.registry())
+    envs = [llm_trainer.make(env_id) for env_id in env_ids]
+    state = {}
+    for slot, env in enumerate(envs):
+        agent.reset(seed=slot, slot=slot)
+        state[slot] = env.reset(seed=slot)
+    steps = dict.fromkeys(range(len(envs)), 0)
+    try:
+        while state:
+            active = sorted(state)
+            actions = agent.act_batch(
+                [state[i][0] for i in active], [{**state[i][1], "slot": i} for i in active]
+            )
+            for i, action in zip(active, actions, strict=True):
+                observation, _, terminated, truncated, info = envs[i].step(action)
+                steps[i] += 1
+                if terminated or truncated:
+                    del state[i]
+                else:
+                    state[i] = (observation, info)
+    except Exception as exc:  # reported to the test, which fails with it
+        return {"error": f"{type(exc).__name__}: {exc}", "steps": steps}
+    generations = {i: len(agent.episode_generations(i)) for i in range(len(envs))}
+    return {"error": None, "steps": steps, "generations": generations}
+
+
+def main(model_dir: str, out: str) -> None:
+    from llm_trainer.agents.backends import SamplingConfig
+    from llm_trainer.agents.backends.vllm_backend import VLLMBackend
+    from llm_trainer.agents.llm_agent import LLMAgent, LLMAgentConfig
+
+    start = time.perf_counter()
+    options = {"dtype": "float32", "in_process": True, "enforce_eager": True, "kv_cache_gib": 0.5}
+    backend = VLLMBackend(model_dir, **options)  # type: ignore[arg-type]
+    started = time.perf_counter() - start
+    prompts = chat_prompts()
+    greedy = backend.chat(prompts, SamplingConfig(temperature=0.0, max_new_tokens=40))
+    # All 16 prompts x 2 samples: more prompt tokens than one engine step takes, which is what
+    # crashed seeded sampling on a CPU while chunked prefill was on.
+    sampled = SamplingConfig(temperature=1.0, max_new_tokens=16, n=2, seed=11)
+    seeded = [backend.chat(prompts, sampled) for _ in range(2)]
+    seeded.append(
+        backend.chat(prompts[:3], SamplingConfig(temperature=1.0, max_new_tokens=16, seed=12))
+    )
+    config = LLMAgentConfig(
+        backend=f"vllm:{model_dir}",
+        backend_options=options,
+        sampling=SamplingConfig(temperature=1.0, max_new_tokens=32, seed=0),
+    )
+    episodes = play_lockstep(LLMAgent(config, backend=backend))
+    backend.close()
+    result = {
+        "startup_s": started,
+        "max_context": backend.max_context,
+        "greedy": [asdict(samples[0]) for samples in greedy],
+        "seeded": [[[asdict(g) for g in samples] for samples in run] for run in seeded],
+        "episodes": episodes,
+    }
+    Path(out).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
