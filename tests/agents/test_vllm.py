@@ -32,7 +32,7 @@ from llm_trainer.agents.backends.openai_backend import OpenAIBackend
 from llm_trainer.agents.backends.transformers_backend import TransformersBackend
 from llm_trainer.agents.backends.vllm_backend import serve_command
 from llm_trainer.agents.factory import make_agent
-from llm_trainer.agents.llm_agent import LLMAgent
+from llm_trainer.agents.llm_agent import LLMAgent, LLMAgentConfig
 from llm_trainer.algorithms.rollout import run_episode
 from llm_trainer.core.errors import BackendError
 from llm_trainer.core.records import Generation, to_plain
@@ -242,9 +242,14 @@ def test_openai_backend_through_vllm_serve_with_tools_matches_transformers(
 
 def test_an_llm_agent_plays_every_env_through_vllm_serve(vllm_server: Server) -> None:
     url = vllm_server.wait_ready()
+    spec = f"openai:{url}#{SERVED_NAME}"
+    short = LLMAgentConfig(
+        backend=spec, sampling=SamplingConfig(temperature=0.0, max_new_tokens=24)
+    )
     for env_id in ENV_IDS:
         env = llm_trainer.make(env_id)
-        agent = make_agent(f"openai:{url}#{SERVED_NAME}", env, seed=0)
+        # make_agent's default budget (128 new tokens) on one env; a shorter one elsewhere.
+        agent = make_agent(spec, env) if env_id == ENV_IDS[0] else LLMAgent(short)
         assert isinstance(agent, LLMAgent)
         result = run_episode(env, agent, seed=1)
         assert result.error is None, result.error
