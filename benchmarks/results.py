@@ -27,16 +27,13 @@ file, fsync, ``os.replace``), so a kill never leaves a half-written result.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +44,8 @@ from llm_trainer.benchmarks.stats import N_BOOTSTRAP, Resampler, StratifiedBoots
 from llm_trainer.benchmarks.suites import EpisodeKey, SuiteSpec, content_hash
 from llm_trainer.core.errors import ConfigError, suggest
 from llm_trainer.core.records import METRIC_KEYS, FrozenDict
+from llm_trainer.core.rundir import atomic_write
+from llm_trainer.core.rundir import package_versions as _package_versions
 
 SCHEMA = "llm-trainer/bench-result"
 SCHEMA_VERSION = 1
@@ -414,27 +413,9 @@ def load_result(path: str | Path) -> BenchResult:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` so that readers see the old file or the new one,
-    never a partial one (temporary file in the same folder, fsync, ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes the file private; results are for sharing
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    never a partial one (:func:`llm_trainer.core.rundir.atomic_write`)."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False) + "\n"
+    atomic_write(path, text.encode())
 
 
 # -- summaries ---------------------------------------------------------------------------------
@@ -563,13 +544,7 @@ def _memory_gb() -> float | None:
 
 def package_versions(names: Iterable[str] = PROVENANCE_PACKAGES) -> dict[str, str]:
     """Installed versions (read from metadata: nothing is imported)."""
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    return _package_versions(names)
 
 
 def collect_provenance(suite: SuiteSpec, **extra: Any) -> dict[str, Any]:
