@@ -116,6 +116,165 @@ class DPOSettings:
 
 
 @dataclass(frozen=True)
+class RewardConfig:
+    """The reward online RL optimises: the env's reward, shaped, and optionally a reward model.
+
+    Per step, the reward is ``env_weight * env_reward`` (+1 success, -0.1 invalid action). At
+    the end of an episode the shaping terms add ``format_bonus`` if every action was well-formed,
+    ``tool_bonus`` if the right tools (and only those) were called and ``execution_bonus`` if
+    every call ran without error; a reward model adds ``reward_model_weight`` times its score of
+    the whole episode. Keep the bonuses below the success reward, or the agent learns to call
+    tools well and answer wrongly. See :mod:`llm_trainer.algorithms.rewards`.
+    """
+
+    env_weight: float = 1.0
+    """Weight of the env's own reward (0 with a reward model: learn from the model only)."""
+    format_bonus: float = 0.0
+    """Added at the end when every action was well-formed (``format_ok``)."""
+    tool_bonus: float = 0.0
+    """Added at the end when the called tools are exactly right (``tool_correct``)."""
+    execution_bonus: float = 0.0
+    """Added at the end when every tool call ran without error (``exec_ok``)."""
+    step_penalty: float = 0.0
+    """Subtracted at every step (favours short episodes)."""
+    reward_model_path: str | None = None
+    """A reward model directory trained by ``algorithm: reward_model`` (scores episodes)."""
+    reward_model_weight: float = 0.0
+    """Weight of the reward model's score, added at the end of each episode."""
+
+    def __post_init__(self) -> None:
+        if self.reward_model_weight and self.reward_model_path is None:
+            raise ConfigError("reward.reward_model_weight needs reward.reward_model_path")
+        if self.env_weight == 0 and not self.reward_model_weight:
+            raise ConfigError(
+                "reward: env_weight is 0 and no reward model is weighted: nothing to learn from"
+            )
+
+
+@dataclass(frozen=True)
+class PPOSettings:
+    """PPO over multi-turn episodes (``algorithm: ppo``); ``train.max_steps`` counts iterations
+    (one rollout phase, then ``update_epochs`` passes over it)."""
+
+    env_id: str = "LLMTrainer/Calculator-v0"
+    """The env PPO interacts with."""
+    difficulty: int = 2
+    """Its difficulty."""
+    episodes_per_iteration: int = 64
+    """Episodes collected (in lockstep) per iteration."""
+    first_seed: int = 500_000
+    """Training episodes use seeds from here on (disjoint from data and held-out seeds)."""
+    update_epochs: int = 2
+    """Passes over each iteration's episodes."""
+    num_minibatches: int = 2
+    """Optimizer steps per epoch (each over ``1/num_minibatches`` of the episodes)."""
+    clip_range: float = 0.2
+    """Policy ratio clipping."""
+    clip_range_value: float = 0.2
+    """Value clipping around the old values (0: off)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    gamma: float = 1.0
+    """Discount over generated tokens."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+    kl_coef: float = 0.05
+    """Weight of the KL to the frozen reference policy."""
+    kl_mode: Literal["reward", "loss"] = "reward"
+    """``reward``: -kl_coef * (log p - log p_ref) per token in the reward (InstructGPT);
+    ``loss``: an added KL loss term (k3 estimator)."""
+    value_model: Literal["head", "separate"] = "head"
+    """``head``: a value head on the policy's last hidden state; ``separate``: a copy of the
+    initial model with its own value head (no shared gradients)."""
+    whiten_advantages: bool = True
+    """Normalise advantages over the iteration's tokens."""
+    target_kl: float | None = None
+    """Stop an iteration's epochs early when the approximate KL to the rollout policy passes it."""
+    temperature: float = 1.0
+    """Sampling temperature of rollouts."""
+    max_new_tokens: int = 64
+    """Generation budget per turn."""
+    backend: Literal["transformers", "vllm"] = "transformers"
+    """Rollout generation: the model in this process, or a vLLM engine whose weights are synced
+    from the trained model every iteration."""
+
+    def __post_init__(self) -> None:
+        positive = ("episodes_per_iteration", "update_epochs", "num_minibatches", "max_new_tokens")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ppo.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_minibatches > self.episodes_per_iteration:
+            raise ConfigError(
+                f"ppo.num_minibatches ({self.num_minibatches}) must be <= "
+                f"ppo.episodes_per_iteration ({self.episodes_per_iteration})"
+            )
+        for name in ("gamma", "gae_lambda"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"ppo.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ConfigError(f"ppo.temperature must be > 0, got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class GRPOSettings:
+    """GRPO through TRL's ``GRPOTrainer`` on an env (``algorithm: grpo``); ``train.max_steps``
+    counts optimizer steps."""
+
+    env_id: str = "LLMTrainer/MultiTool-v0"
+    """The env GRPO trains on (prompts are its reset observations)."""
+    difficulty: int = 1
+    """Its difficulty."""
+    prompts: int = 256
+    """Distinct training episodes (reset seeds) in the prompt dataset."""
+    first_seed: int = 500_000
+    """Their seeds start here."""
+    num_generations: int = 8
+    """Completions (whole episodes) per prompt: the group whose rewards are normalised."""
+    max_completion_length: int = 64
+    """Generation budget per turn."""
+    max_turns: int = 4
+    """Most model turns per episode (tool call, tool result, ... answer)."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    beta: float = 0.0
+    """KL coefficient to the reference model (0: no reference model, TRL's default)."""
+    epsilon: float = 0.2
+    """Ratio clipping."""
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
+    """TRL's loss normalisation."""
+
+    def __post_init__(self) -> None:
+        for name in ("prompts", "num_generations", "max_completion_length", "max_turns"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"grpo.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_generations < 2:
+            raise ConfigError("grpo.num_generations must be >= 2 (rewards are group-normalised)")
+
+
+@dataclass(frozen=True)
+class RewardModelSettings:
+    """Reward-model training on preference pairs (``algorithm: reward_model``)."""
+
+    pairs: Literal["env", "file"] = "env"
+    """``env``: pairs scored by the env (a successful episode vs a failed one of the same
+    task); ``file``: human-labelled pairs from ``pairs_path``."""
+    pairs_path: str | None = None
+    """JSONL of ``{"prompt": [...messages], "chosen": [...], "rejected": [...]}`` rows."""
+    held_out_fraction: float = 0.2
+    """Pairs kept out of training to measure ranking accuracy."""
+
+    def __post_init__(self) -> None:
+        if self.pairs == "file" and not self.pairs_path:
+            raise ConfigError("reward_model.pairs 'file' needs reward_model.pairs_path")
+        if not 0 < self.held_out_fraction < 1:
+            raise ConfigError(
+                f"reward_model.held_out_fraction must be in (0, 1), got {self.held_out_fraction}"
+            )
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     env_id: str = "LLMTrainer/Calculator-v0"
     """Held-out env."""
@@ -140,8 +299,9 @@ class EvalConfig:
 class ExperimentConfig:
     name: str = "calculator_sft"
     """Run name (the run directory is ``output_dir/<timestamp>_<name>``)."""
-    algorithm: Literal["sft", "dpo"] = "sft"
-    """The training method."""
+    algorithm: Literal["sft", "dpo", "ppo", "grpo", "reward_model"] = "sft"
+    """The training method (``ppo``/``grpo`` learn online from env rewards; start them from a
+    trained ``model.path``)."""
     seed: int = 0
     """Seeds model initialisation, data order and sampling."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -152,6 +312,14 @@ class ExperimentConfig:
     """Optimisation."""
     dpo: DPOSettings = field(default_factory=DPOSettings)
     """DPO only."""
+    ppo: PPOSettings = field(default_factory=PPOSettings)
+    """PPO only."""
+    grpo: GRPOSettings = field(default_factory=GRPOSettings)
+    """GRPO only."""
+    reward_model: RewardModelSettings = field(default_factory=RewardModelSettings)
+    """Reward-model training only."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """The reward of online RL (PPO, GRPO)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation."""
     output_dir: str = "runs"

@@ -1,0 +1,613 @@
+"""PPO for LLM agents over multi-turn env episodes (ours: TRL 1.16 has no PPOTrainer).
+
+Read it top to bottom, in the spirit of cleanrl's ``ppo.py``. Each iteration:
+
+1. **Rollout.** ``episodes_per_iteration`` episodes of the env run in lockstep
+   (:func:`~llm_trainer.algorithms.rollout.collect`); an :class:`~llm_trainer.agents.
+   llm_agent.LLMAgent` samples every turn in one batched generation and records, per step,
+   the exact prompt tokens, the sampled tokens and their log-probs.
+2. **Rewards.** Each step's env reward, shaped (:mod:`llm_trainer.algorithms.rewards`) and
+   optionally plus a reward model's score, is placed on the last token the agent generated
+   in that step; with ``kl_mode: reward`` every generated token also pays
+   ``-kl_coef * (log p - log p_ref)`` against the frozen initial policy.
+3. **Advantages.** Values come from a head on the policy's last hidden state (or a separate
+   value model); GAE runs over the generated tokens only: tool results and chat markers are
+   context, never actions (:func:`~llm_trainer.algorithms.ppo.core.gae`).
+4. **Update.** ``update_epochs`` passes of ``num_minibatches`` mini-batches each; each
+   mini-batch is split into micro-batches of ``train.batch_size`` episodes whose losses are
+   normalised by the mini-batch's token count, so gradient accumulation is exact.
+
+Training uses the token ids and log-probs recorded at sampling time, never re-tokenised text.
+Checkpoints (policy, value head, optimizer, scheduler, iteration) are written atomically every
+``train.save_steps`` iterations; a resumed run continues the same curve, because every source
+of randomness is derived from ``(seed, iteration)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from llm_trainer.algorithms.config import PPOSettings, RewardConfig, TrainConfig
+from llm_trainer.algorithms.ppo.core import (
+    TokenRow,
+    gae,
+    masked_mean,
+    pack_episode,
+    ppo_losses,
+    whiten,
+)
+from llm_trainer.algorithms.rewards import step_rewards
+from llm_trainer.algorithms.sft import TrainResult
+from llm_trainer.core.errors import ConfigError
+from llm_trainer.core.rundir import RunDir, atomic_directory
+from llm_trainer.core.seeding import preserved_global_rngs
+from llm_trainer.core.trajectory import Trajectory
+
+Evaluate = Callable[[Any], Mapping[str, float]]
+
+CHECKPOINT_PREFIX = "iteration-"
+
+
+def _derive(*parts: int) -> int:
+    """A 63-bit seed from integers (stable across processes, unlike ``hash``)."""
+    value = 0x9E3779B97F4A7C15
+    for part in parts:
+        value = (value ^ (part & 0xFFFFFFFFFFFFFFFF)) * 0x100000001B3 & 0xFFFFFFFFFFFFFFFF
+    return value >> 1
+
+
+class ValueHead:
+    """A linear value head on a causal LM's last hidden state (built lazily: needs torch)."""
+
+    @staticmethod
+    def build(hidden_size: int, seed: int) -> Any:
+        import torch
+
+        head = torch.nn.Linear(hidden_size, 1)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            head.weight.normal_(0.0, 1.0 / math.sqrt(hidden_size + 1), generator=generator)
+            head.bias.zero_()
+        return head
+
+
+class PPOTrainer:
+    """Train ``model`` with PPO on ``settings.env_id``.
+
+    Args:
+        model: A causal LM, usually an SFT agent (wrapped with LoRA when ``train.lora``).
+        tokenizer: Its tokenizer (with the chat template used at SFT time).
+        train: Optimisation: ``max_steps`` iterations, ``batch_size`` episodes per micro-batch,
+            ``learning_rate``, ``warmup_steps`` (optimizer steps), ``max_grad_norm``,
+            ``save_steps`` (iterations between checkpoints), ``lora``, ``threads``.
+        settings: PPO's own settings (:class:`~llm_trainer.algorithms.config.PPOSettings`).
+        reward: What is optimised (:class:`~llm_trainer.algorithms.config.RewardConfig`).
+        run: The run directory (metrics, TensorBoard, checkpoints).
+        seed: Seeds the value head, sampling and mini-batch order.
+        system_prompt: The agent's system prompt (as at SFT time; ``None`` keeps the env's).
+        evaluate: Called with the model every ``eval_every`` iterations; logged as ``eval/*``.
+        eval_every: Iterations between evaluations (0: never during training).
+        model_dir: The directory ``model`` was loaded from (needed by the vLLM backend).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        train: TrainConfig,
+        settings: PPOSettings,
+        reward: RewardConfig,
+        run: RunDir,
+        *,
+        seed: int = 0,
+        system_prompt: str | None = None,
+        evaluate: Evaluate | None = None,
+        eval_every: int = 0,
+        model_dir: str | Path | None = None,
+    ) -> None:
+        import torch
+
+        from llm_trainer.algorithms.hf import apply_lora
+        from llm_trainer.envs.registration import make
+
+        make(settings.env_id).close()  # an unknown id fails here, with a suggestion
+        if settings.backend == "vllm" and model_dir is None:
+            raise ConfigError("ppo.backend 'vllm' needs the model directory (model_dir)")
+        self.train_config, self.settings, self.reward = train, settings, reward
+        self.tokenizer, self.run, self.seed = tokenizer, run, seed
+        self.system_prompt = system_prompt
+        self.evaluate, self.eval_every = evaluate, eval_every
+        self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.lora = train.lora.enabled
+        with preserved_global_rngs():
+            # the frozen reference: the initial policy (LoRA: the base with adapters disabled)
+            self.ref_model = None if self.lora else copy.deepcopy(model).eval()
+            if self.ref_model is not None:
+                self.ref_model.requires_grad_(False)
+            self.model = apply_lora(model, train.lora)
+            hidden = int(model.config.hidden_size)
+            self.value_head = ValueHead.build(hidden, _derive(seed, 1))
+            self.value_model = None
+            if settings.value_model == "separate":
+                base = self.ref_model if self.ref_model is not None else model
+                self.value_model = copy.deepcopy(base).train().requires_grad_(True)
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        parameters += list(self.value_head.parameters())
+        if self.value_model is not None:
+            parameters += list(self.value_model.parameters())
+        self.parameters = parameters
+        self.optimizer = torch.optim.AdamW(
+            parameters, lr=train.learning_rate, weight_decay=train.weight_decay
+        )
+        from transformers import get_scheduler
+
+        total = train.max_steps * settings.update_epochs * settings.num_minibatches
+        self.scheduler = get_scheduler(
+            train.lr_scheduler,
+            self.optimizer,
+            num_warmup_steps=train.warmup_steps,
+            num_training_steps=total,
+        )
+        self.reward_model: Any = None
+        if reward.reward_model_path is not None and reward.reward_model_weight:
+            from llm_trainer.algorithms.reward_model import RewardModel
+
+            self.reward_model = RewardModel.from_pretrained(reward.reward_model_path)
+        self._backend: Any = None
+        self.iteration = 0
+        self.losses: list[tuple[int, float]] = []
+        self.tokens_trained = 0
+        self.tokens_generated = 0
+        self.env_steps = 0
+        self.generation_seconds = 0.0
+        self.update_seconds = 0.0
+
+    # -- 1. rollout ---------------------------------------------------------------------------
+
+    def _backend_for_rollouts(self) -> Any:
+        if self.settings.backend == "transformers":
+            from llm_trainer.agents.backends.transformers_backend import TransformersBackend
+
+            if self._backend is None:
+                self._backend = TransformersBackend(self.model, self.tokenizer)
+            return self._backend
+        from llm_trainer.agents.backends.vllm_backend import VLLMBackend
+
+        if self._backend is None:
+            self._backend = VLLMBackend(str(self.model_dir), weight_sync=True)
+        self._backend.load_weights(self._merged_weights())
+        return self._backend
+
+    def _merged_weights(self) -> list[tuple[str, Any]]:
+        """The policy's weights under the base model's names (LoRA adapters merged in)."""
+        model = self.model
+        if self.lora:
+            merged = copy.deepcopy(model).merge_and_unload()
+            return [(n, p.detach()) for n, p in merged.state_dict().items()]
+        return [(n, p.detach()) for n, p in model.state_dict().items()]
+
+    def rollout(self, iteration: int) -> list[Trajectory]:
+        """Play this iteration's episodes with the current policy (sampling, seeded)."""
+        from llm_trainer.agents.backends.base import SamplingConfig
+        from llm_trainer.agents.llm_agent import LLMAgent, LLMAgentConfig
+        from llm_trainer.algorithms.rollout import collect
+
+        s = self.settings
+        backend = self._backend_for_rollouts()
+        config = LLMAgentConfig(
+            backend=f"{backend.kind}:<in-memory policy>"
+            if backend.kind == "transformers"
+            else f"vllm:{self.model_dir}",
+            sampling=SamplingConfig(
+                temperature=s.temperature,
+                max_new_tokens=s.max_new_tokens,
+                seed=_derive(self.seed, 2, iteration) % (2**31),
+            ),
+            system_prompt=self.system_prompt,
+            record_episodes=False,
+        )
+        agent = LLMAgent(config, backend=backend)
+        first = s.first_seed + iteration * s.episodes_per_iteration
+        seeds = range(first, first + s.episodes_per_iteration)
+        self.model.eval()
+        try:
+            return collect(
+                s.env_id,
+                lambda envs: agent,
+                list(seeds),
+                num_envs=s.episodes_per_iteration,
+                difficulty=s.difficulty,
+                source="policy:ppo",
+            )
+        finally:
+            self.model.train()
+
+    # -- 2-4. one iteration -------------------------------------------------------------------
+
+    def _forward(self, model: Any, tokens: Any, attention: Any, *, values: bool) -> tuple[Any, Any]:
+        """Log-softmax over the vocabulary at each position (predicting the next token), and
+        the values (``None`` unless asked)."""
+        import torch
+
+        out = model(input_ids=tokens, attention_mask=attention, output_hidden_states=values)
+        logits = out.logits[:, :-1].float()
+        value = None
+        if values:
+            hidden = out.hidden_states[-1][:, :-1]
+            if self.value_model is not None:
+                vout = self.value_model(
+                    input_ids=tokens, attention_mask=attention, output_hidden_states=True
+                )
+                hidden = vout.hidden_states[-1][:, :-1]
+            value = self.value_head(hidden.float()).squeeze(-1)
+        return torch.log_softmax(logits, dim=-1), value
+
+    def _ref_logprobs(self, tokens: Any, attention: Any) -> Any:
+        import torch
+
+        targets = tokens[:, 1:].unsqueeze(-1)
+        with torch.no_grad():
+            if self.ref_model is not None:
+                logp, _ = self._forward(self.ref_model, tokens, attention, values=False)
+            else:
+                with self.model.disable_adapter():
+                    logp, _ = self._forward(self.model, tokens, attention, values=False)
+        return logp.gather(-1, targets).squeeze(-1)
+
+    def _batch(self, rows: Sequence[TokenRow]) -> dict[str, Any]:
+        """Right-padded tensors of ``rows``, shifted so position t predicts token t+1."""
+        import torch
+
+        width = max(len(r.tokens) for r in rows)
+        pad = int(self.tokenizer.pad_token_id or 0)
+
+        def tensor(values: list[list[Any]], dtype: Any) -> Any:
+            return torch.tensor(values, dtype=dtype)
+
+        tokens = tensor(
+            [list(r.tokens) + [pad] * (width - len(r.tokens)) for r in rows], torch.long
+        )
+        attention = tensor(
+            [[1] * len(r.tokens) + [0] * (width - len(r.tokens)) for r in rows], torch.long
+        )
+        mask = tensor(
+            [list(r.action_mask) + [0] * (width - len(r.tokens)) for r in rows], torch.float32
+        )
+        old = tensor(
+            [list(r.logprobs) + [0.0] * (width - len(r.tokens)) for r in rows], torch.float32
+        )
+        rew = tensor(
+            [list(r.rewards) + [0.0] * (width - len(r.tokens)) for r in rows], torch.float32
+        )
+        return {
+            "tokens": tokens,
+            "attention": attention,
+            "mask": mask[:, 1:],
+            "old_logprobs": old[:, 1:],
+            "rewards": rew[:, 1:],
+        }
+
+    def _check_context(self, rows: Sequence[TokenRow]) -> None:
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        longest = max(len(r.tokens) for r in rows)
+        if isinstance(limit, int) and longest > limit:
+            raise ConfigError(
+                f"an episode of {longest} tokens exceeds the model's context of {limit}: lower "
+                "ppo.max_new_tokens or use an env with fewer turns"
+            )
+
+    def step(self, iteration: int) -> dict[str, float]:
+        """One PPO iteration: rollout, advantages, update. Returns its metrics."""
+        import torch
+
+        s, cfg = self.settings, self.train_config
+        t0 = time.perf_counter()
+        trajectories = self.rollout(iteration)
+        t1 = time.perf_counter()
+        scores: list[float | None] = [None] * len(trajectories)
+        if self.reward_model is not None:
+            scores = list(self.reward_model.score(trajectories, system_prompt=self.system_prompt))
+        usable = [
+            (t, score)
+            for t, score in zip(trajectories, scores, strict=True)
+            if t.error is None and t.steps
+        ]
+        episode_rows: list[list[TokenRow]] = [
+            pack_episode(t, step_rewards(t, self.reward, score)) for t, score in usable
+        ]
+        rows = [r for episode in episode_rows for r in episode]
+        if not rows:
+            raise RuntimeError(
+                f"iteration {iteration}: every episode failed: {trajectories[0].error}"
+            )
+        self._check_context(rows)
+        self.tokens_generated += sum(r.num_actions for r in rows)
+        self.env_steps += sum(len(t.steps) for t in trajectories)
+
+        # Values, reference log-probs, token rewards and advantages, one row at a time per
+        # micro-batch (no grad), then whitened over the whole iteration.
+        micro = cfg.batch_size
+        data: list[dict[str, Any]] = []
+        self.model.eval()
+        with torch.no_grad():
+            for start in range(0, len(rows), micro):
+                batch = self._batch(rows[start : start + micro])
+                _, values = self._forward(
+                    self.model, batch["tokens"], batch["attention"], values=True
+                )
+                ref = self._ref_logprobs(batch["tokens"], batch["attention"])
+                mask = batch["mask"]
+                rewards = batch["rewards"].clone()
+                kl = (batch["old_logprobs"] - ref) * mask
+                if s.kl_mode == "reward":
+                    rewards = rewards - s.kl_coef * kl
+                adv, ret = gae(rewards, values * mask, mask, gamma=s.gamma, lam=s.gae_lambda)
+                batch.update(
+                    values=values * mask, ref_logprobs=ref, advantages=adv, returns=ret, kl=kl
+                )
+                for i in range(batch["tokens"].shape[0]):
+                    data.append({k: v[i] for k, v in batch.items()})
+        self.model.train()
+        # rows of an episode stay together; whiten advantages over the iteration's tokens
+        if s.whiten_advantages:
+            flat_adv = torch.cat([d["advantages"] for d in data])
+            flat_mask = torch.cat([d["mask"] for d in data])
+            white = whiten(flat_adv, flat_mask)
+            offset = 0
+            for d in data:
+                n = d["advantages"].shape[0]
+                d["advantages"] = white[offset : offset + n]
+                offset += n
+
+        stats: dict[str, list[float]] = {}
+        generator = torch.Generator().manual_seed(_derive(self.seed, 3, iteration))
+        stopped_early = False
+        for epoch in range(s.update_epochs):
+            order = torch.randperm(len(data), generator=generator).tolist()
+            chunks = [order[i :: s.num_minibatches] for i in range(s.num_minibatches)]
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                tokens_in_minibatch = float(sum(data[i]["mask"].sum() for i in chunk))
+                self.optimizer.zero_grad(set_to_none=True)
+                for mstart in range(0, len(chunk), micro):
+                    part = [data[i] for i in chunk[mstart : mstart + micro]]
+                    losses = self._micro_loss(part, tokens_in_minibatch)
+                    losses.total.backward()
+                    for name in ("policy", "value", "entropy", "kl", "clip_fraction", "approx_kl"):
+                        stats.setdefault(name, []).append(
+                            float(getattr(losses, name).detach()) * len(part)
+                        )
+                    stats.setdefault("_n", []).append(float(len(part)))
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm)
+                stats.setdefault("grad_norm", []).append(float(grad_norm))
+                self.optimizer.step()
+                self.scheduler.step()
+            if s.target_kl is not None:
+                n = sum(stats["_n"])
+                if sum(stats["approx_kl"]) / n > s.target_kl:
+                    stopped_early = epoch < s.update_epochs - 1
+                    break
+        t2 = time.perf_counter()
+        self.generation_seconds += t1 - t0
+        self.update_seconds += t2 - t1
+        self.tokens_trained += int(sum(float(d["mask"].sum()) for d in data)) * s.update_epochs
+
+        n = sum(stats.pop("_n"))
+        metrics = {f"ppo/{k}": sum(v) / n for k, v in stats.items() if k != "grad_norm"}
+        metrics["ppo/grad_norm"] = sum(stats["grad_norm"]) / len(stats["grad_norm"])
+        all_mask = torch.cat([d["mask"] for d in data])
+        metrics["ppo/kl_to_ref"] = float(masked_mean(torch.cat([d["kl"] for d in data]), all_mask))
+        values = torch.cat([d["values"] for d in data])
+        returns = torch.cat([d["returns"] for d in data])
+        var = float(masked_mean((returns - masked_mean(returns, all_mask)) ** 2, all_mask))
+        resid = float(masked_mean((returns - values) ** 2, all_mask))
+        metrics["ppo/explained_variance"] = 1 - resid / var if var > 1e-12 else 0.0
+        done = [t for t in trajectories if t.error is None]
+        n_ep = max(1, len(trajectories))
+        metrics.update(
+            {
+                "rollout/env_reward": sum(t.total_reward for t in trajectories) / n_ep,
+                "rollout/shaped_reward": sum(
+                    sum(step_rewards(t, self.reward, sc)) for t, sc in usable
+                )
+                / n_ep,
+                "rollout/success": sum(t.success for t in done) / n_ep,
+                "rollout/errors": float(len(trajectories) - len(done)),
+                "rollout/mean_steps": sum(len(t.steps) for t in trajectories) / n_ep,
+                "rollout/generated_tokens": float(sum(r.num_actions for r in rows)),
+                "time/rollout_seconds": t1 - t0,
+                "time/update_seconds": t2 - t1,
+                "time/env_steps_per_second": sum(len(t.steps) for t in trajectories) / (t1 - t0),
+                "time/generated_tokens_per_second": sum(r.num_actions for r in rows) / (t1 - t0),
+                "learning_rate": float(self.scheduler.get_last_lr()[0]),
+                "ppo/stopped_early": float(stopped_early),
+            }
+        )
+        loss = metrics["ppo/policy"] + s.vf_coef * metrics["ppo/value"]
+        metrics["loss"] = loss
+        return metrics
+
+    def _micro_loss(self, part: Sequence[dict[str, Any]], denominator: float) -> Any:
+        import torch
+
+        s = self.settings
+
+        def stack(key: str) -> Any:
+            items = [d[key] for d in part]
+            width = max(x.shape[0] for x in items)
+            return torch.stack([torch.nn.functional.pad(x, (0, width - x.shape[0])) for x in items])
+
+        tokens, attention = stack("tokens"), stack("attention")
+        logp_all, values = self._forward(self.model, tokens, attention, values=True)
+        targets = tokens[:, 1:].unsqueeze(-1)
+        new_logprobs = logp_all.gather(-1, targets).squeeze(-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        return ppo_losses(
+            new_logprobs,
+            stack("old_logprobs"),
+            stack("advantages"),
+            values,
+            stack("values"),
+            stack("returns"),
+            entropy,
+            stack("mask"),
+            clip_range=s.clip_range,
+            clip_range_value=s.clip_range_value,
+            vf_coef=s.vf_coef,
+            ent_coef=s.ent_coef,
+            ref_logprobs=stack("ref_logprobs") if s.kl_mode == "loss" else None,
+            kl_coef=s.kl_coef if s.kl_mode == "loss" else 0.0,
+            denominator=denominator,
+        )
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def train(self, *, resume: bool = False) -> TrainResult:
+        """Run ``train.max_steps`` iterations (continuing from the last checkpoint on resume)."""
+        import torch
+        from torch.utils.tensorboard import SummaryWriter
+        from tqdm.auto import tqdm
+
+        checkpoint = self.last_checkpoint() if resume else None
+        if checkpoint is not None:
+            self.load_checkpoint(checkpoint)
+        if self.train_config.threads:
+            torch.set_num_threads(self.train_config.threads)
+        writer = SummaryWriter(log_dir=str(self.run.tensorboard))
+        start = time.perf_counter()
+        total = self.train_config.max_steps
+        bar = tqdm(
+            range(self.iteration, total), desc="PPO", unit="it", initial=self.iteration, total=total
+        )
+        try:
+            with preserved_global_rngs():
+                for iteration in bar:
+                    metrics = self.step(iteration)
+                    self.iteration = iteration + 1
+                    if (
+                        self.evaluate is not None
+                        and self.eval_every
+                        and (self.iteration % self.eval_every == 0 or self.iteration == total)
+                    ):
+                        metrics.update(
+                            {f"eval/{k}": v for k, v in self.evaluate(self.model).items()}
+                        )
+                    self.losses.append((self.iteration, metrics["loss"]))
+                    self.run.log_metrics(self.iteration, metrics)
+                    for key, value in metrics.items():
+                        writer.add_scalar(key, value, self.iteration)
+                    bar.set_postfix(
+                        reward=f"{metrics['rollout/env_reward']:.3f}",
+                        success=f"{metrics['rollout/success']:.2f}",
+                        kl=f"{metrics['ppo/kl_to_ref']:.3f}",
+                    )
+                    saving = self.train_config.save_steps
+                    if saving and (self.iteration % saving == 0 or self.iteration == total):
+                        self.save_checkpoint()
+        finally:
+            writer.close()
+            bar.close()
+        seconds = time.perf_counter() - start
+        return TrainResult(
+            steps=self.iteration,
+            losses=tuple(self.losses),
+            seconds=seconds,
+            tokens_per_second=self.tokens_trained / seconds if seconds else 0.0,
+            resumed_from=str(checkpoint) if checkpoint is not None else None,
+        )
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/iteration-N`` atomically; keep ``train.save_total_limit``."""
+        import shutil
+
+        import torch
+
+        final = self.run.checkpoints / f"{CHECKPOINT_PREFIX}{self.iteration}"
+
+        def write(tmp: Path) -> None:
+            self.model.save_pretrained(tmp / "policy")
+            self.tokenizer.save_pretrained(tmp / "policy")
+            state = {
+                "value_head": self.value_head.state_dict(),
+                "value_model": self.value_model.state_dict()
+                if self.value_model is not None
+                else None,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+            }
+            torch.save(state, tmp / "trainer_state.pt")
+            (tmp / "progress.json").write_text(
+                json.dumps(
+                    {
+                        "iteration": self.iteration,
+                        "losses": self.losses,
+                        "tokens_trained": self.tokens_trained,
+                        "tokens_generated": self.tokens_generated,
+                        "env_steps": self.env_steps,
+                    }
+                )
+            )
+
+        atomic_directory(final, write)
+        kept = sorted(self._checkpoints(), key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+        for old in kept[: -self.train_config.save_total_limit]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def _checkpoints(self) -> list[Path]:
+        root = self.run.checkpoints
+        if not root.is_dir():
+            return []
+        return [
+            p
+            for p in root.iterdir()
+            if p.is_dir()
+            and p.name.startswith(CHECKPOINT_PREFIX)
+            and (p / "progress.json").is_file()
+        ]
+
+    def last_checkpoint(self) -> Path | None:
+        found = self._checkpoints()
+        return max(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :])) if found else None
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore the policy, value head, optimizer, scheduler and progress from ``path``."""
+        import torch
+        from safetensors.torch import load_file
+
+        policy = path / "policy"
+        weights = policy / ("adapter_model.safetensors" if self.lora else "model.safetensors")
+        state_dict = load_file(str(weights))
+        if self.lora:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.model, state_dict)
+        else:
+            missing, unexpected = self.model.load_state_dict(state_dict, strict=False)
+            if unexpected or [m for m in missing if "lm_head" not in m]:
+                raise RuntimeError(
+                    f"checkpoint {path} does not fit the model: {missing} {unexpected}"
+                )
+            if any("lm_head" in m for m in missing):
+                self.model.tie_weights()
+        state = torch.load(path / "trainer_state.pt", weights_only=True)
+        self.value_head.load_state_dict(state["value_head"])
+        if self.value_model is not None and state["value_model"] is not None:
+            self.value_model.load_state_dict(state["value_model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        progress = json.loads((path / "progress.json").read_text())
+        self.iteration = int(progress["iteration"])
+        self.losses = [(int(a), float(b)) for a, b in progress["losses"]]
+        self.tokens_trained = int(progress["tokens_trained"])
+        self.tokens_generated = int(progress["tokens_generated"])
+        self.env_steps = int(progress["env_steps"])
