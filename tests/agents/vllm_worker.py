@@ -1,6 +1,8 @@
 """Run the vLLM backend in a process of its own and write what it generated as JSON.
 
-``python tests/agents/vllm_worker.py MODEL_DIR OUT.json`` (used by ``test_vllm.py``). vLLM
+``python tests/agents/vllm_worker.py MODEL_DIR OUT.json`` (used by ``test_vllm.py``), or
+``python tests/agents/vllm_worker.py weight-sync MODEL_DIR TARGET_DIR ADAPTER_DIR OUT.json``
+(used by ``test_vllm_weight_sync.py``, see :func:`weight_sync_main`). vLLM
 engine code belongs in a ``__main__``-guarded script: vLLM may start worker processes, and the
 test process is better kept free of its global state (threads, signal handlers, logging).
 
@@ -105,5 +107,64 @@ def main(model_dir: str, out: str) -> None:
     Path(out).write_text(json.dumps(result))
 
 
+def weight_sync_main(model_dir: str, target_dir: str, adapter_dir: str, out: str) -> None:
+    """One weight-sync engine on ``model_dir``; greedy generations on 8 env prompts before any
+    sync, after loading the full model ``target_dir``, after syncing the peft (LoRA) model
+    ``adapter_dir`` (merged weights) and after loading ``model_dir``'s weights back; the errors
+    of bad loads; sync times in ms."""
+    import torch
+    from peft import AutoPeftModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    from llm_trainer.agents.backends import SamplingConfig
+    from llm_trainer.agents.backends.vllm_backend import VLLMBackend
+
+    backend = VLLMBackend(  # a separate engine process: weights travel serialized
+        model_dir,
+        dtype="float32",
+        enforce_eager=True,
+        kv_cache_gib=0.5,
+        weight_sync=True,
+    )
+    prompts = chat_prompts()[::2]  # 8 prompts, 2 per env
+    params = SamplingConfig(temperature=0.0, max_new_tokens=24)
+
+    def greedy() -> list[dict[str, Any]]:
+        return [asdict(samples[0]) for samples in backend.chat(prompts, params)]
+
+    def timed(sync: Any, *args: Any) -> float:
+        start = time.perf_counter()
+        sync(*args)
+        return 1000 * (time.perf_counter() - start)
+
+    result: dict[str, Any] = {"before": greedy(), "sync_ms": {}, "errors": {}}
+    target = AutoModelForCausalLM.from_pretrained(target_dir)
+    result["sync_ms"]["full"] = timed(backend.load_weights, target.named_parameters())
+    result["target"] = greedy()
+    peft_model = AutoPeftModelForCausalLM.from_pretrained(adapter_dir)
+    result["sync_ms"]["lora"] = timed(backend.sync_weights_from, peft_model)
+    result["lora"] = greedy()
+    errors = result["errors"]
+    for name, call in {
+        "unknown_name": lambda: backend.load_weights([("model.no_such.weight", torch.zeros(2))]),
+        "partial": lambda: backend.load_weights([("model.norm.weight", target.model.norm.weight)]),
+        "save_model": lambda: backend.save_model(Path(out).with_suffix(".saved")),
+    }.items():
+        try:
+            call()
+            errors[name] = None
+        except Exception as exc:  # the test checks the type and the message
+            errors[name] = f"{type(exc).__name__}: {exc}"
+    original = AutoModelForCausalLM.from_pretrained(model_dir)
+    result["sync_ms"]["restore"] = timed(backend.sync_weights_from, original)
+    result["restored"] = greedy()
+    result["weight_version"] = backend.weight_version
+    backend.close()
+    Path(out).write_text(json.dumps(result))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "weight-sync":
+        weight_sync_main(*sys.argv[2:6])
+    else:
+        main(sys.argv[1], sys.argv[2])
