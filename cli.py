@@ -156,8 +156,17 @@ def _print_before_after(summary: dict[str, Any], title: str) -> None:
     table = Table(title=title)
     for column in ("metric", "before", "after"):
         table.add_column(column, justify="left" if column == "metric" else "right")
-    for label, key in _METRIC_ROWS:
-        table.add_row(label, f"{summary['before'][key]:.1%}", f"{summary['after'][key]:.1%}")
+    if "before" in summary:
+        for label, key in _METRIC_ROWS:
+            table.add_row(label, f"{summary['before'][key]:.1%}", f"{summary['after'][key]:.1%}")
+        before, after = summary["before"]["mean_reward"], summary["after"]["mean_reward"]
+        table.add_row("mean env reward", f"{before:+.3f}", f"{after:+.3f}")
+    else:  # a reward model: how often it ranks held-out chosen above rejected
+        table.add_row(
+            "ranking accuracy",
+            f"{summary['ranking_accuracy_before']:.1%}",
+            f"{summary['ranking_accuracy_after']:.1%}",
+        )
     console.print(table)
     console.print(f"run directory: {summary['run_dir']}")
     if summary.get("learning_curve"):
@@ -165,17 +174,18 @@ def _print_before_after(summary: dict[str, Any], title: str) -> None:
     console.print(f"trained model: {summary['model_dir']}  ({summary['wall_seconds']:.0f} s)")
 
 
-def _run_training(config: Any, as_json: bool, title: str) -> None:
+def _run_training(config: Any, as_json: bool, title: str) -> dict[str, Any] | None:
     from llm_trainer.algorithms.experiment import run_experiment
 
     try:
         summary = run_experiment(config, log=lambda m: console.print(f"[dim]{m}[/]"))
     except UserError as exc:
         _fail(exc)
-        return
+        return None
     _print_before_after(summary, title)
     if as_json:
         print(json.dumps(summary))
+    return summary
 
 
 @app.command()
@@ -205,21 +215,51 @@ def quickstart(
         list[str] | None,
         typer.Option("--set", help="Override a field of the quickstart config."),
     ] = None,
+    ppo: Annotated[
+        bool,
+        typer.Option(
+            "--ppo",
+            help="Then continue the SFT agent with PPO on Calculator-v0 difficulty 2 "
+            "(--set applies to the SFT phase; --ppo-set to the PPO phase).",
+        ),
+    ] = False,
+    ppo_overrides: Annotated[
+        list[str] | None,
+        typer.Option("--ppo-set", help="Override a field of the PPO phase's config."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """The main job: build the tiny model, teach it the calculator (SFT on oracle
     demonstrations), and compare held-out success before and after."""
-    from llm_trainer.algorithms.config import quickstart_config
+    from llm_trainer.algorithms.config import quickstart_config, quickstart_ppo_config
     from llm_trainer.core.config import apply_overrides, build, to_dict
 
     try:
         experiment = quickstart_config()
         if overrides:
             experiment = build(type(experiment), apply_overrides(to_dict(experiment), overrides))
+        rl = quickstart_ppo_config("<the SFT model>", output_dir=experiment.output_dir)
+        if ppo_overrides:
+            rl = build(type(rl), apply_overrides(to_dict(rl), ppo_overrides))
     except UserError as exc:
         _fail(exc)
         return
-    _run_training(experiment, as_json, "Calculator-v0, held-out episodes: before and after SFT")
+    title = "Calculator-v0, held-out episodes: before and after SFT"
+    sft = _run_training(experiment, as_json and not ppo, title)
+    if sft is None or not ppo:
+        return
+    from dataclasses import replace
+
+    rl = replace(rl, model=replace(rl.model, path=str(sft["model_dir"])))
+    title = f"Calculator-v0 difficulty {rl.ppo.difficulty}: before and after PPO"
+    summary = _run_training(rl, False, title)
+    if summary is not None and as_json:
+        summary = {
+            **summary,
+            "sft": sft,
+            "wall_seconds": round(sft["wall_seconds"] + summary["wall_seconds"], 2),
+        }
+        print(json.dumps(summary))
 
 
 _AGENT_HELP = (

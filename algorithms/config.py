@@ -349,3 +349,35 @@ def quickstart_config() -> ExperimentConfig:
         ),
         eval=EvalConfig(episodes=200, every_steps=125, max_new_tokens=64),
     )
+
+
+def quickstart_ppo_config(model_path: str, *, output_dir: str = "runs") -> ExperimentConfig:
+    """The main job's optional second phase (``llm-trainer quickstart --ppo``): continue the
+    SFT agent with PPO on Calculator-v0 difficulty 2 (three operands, words and brackets),
+    where the SFT agent is weak, and measure held-out reward and success before and after."""
+    return ExperimentConfig(
+        name="quickstart_ppo",
+        algorithm="ppo",
+        model=ModelConfig(path=model_path, system_prompt=""),
+        ppo=PPOSettings(
+            env_id="LLMTrainer/Calculator-v0",
+            difficulty=2,
+            episodes_per_iteration=64,
+            update_epochs=2,
+            num_minibatches=2,
+            kl_coef=0.02,
+            max_new_tokens=64,
+        ),
+        reward=RewardConfig(),
+        train=TrainConfig(
+            max_steps=30,
+            batch_size=32,
+            learning_rate=5e-5,
+            lr_scheduler="constant_with_warmup",
+            warmup_steps=2,
+            logging_steps=1,
+            save_steps=10,
+        ),
+        eval=EvalConfig(difficulty=2, episodes=200, every_steps=10, max_new_tokens=64),
+        output_dir=output_dir,
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -124,6 +125,10 @@ def build_data(
     return strategies.load_toolbench(data.toolbench_path)
 
 
+def _model_dir(config: ExperimentConfig, run: RunDir) -> Path:
+    return run.path / "init_model" if config.model.path == "tiny" else Path(config.model.path)
+
+
 def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, Any]:
     """Run ``config``; returns the summary (also written to ``summary.json``)."""
     start = time.perf_counter()
@@ -131,21 +136,36 @@ def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, A
         config.output_dir, config.name, to_dict(config), config.seed, resume=config.resume
     )
     log(f"run directory: {run.path}")
+    if config.algorithm == "reward_model":
+        from llm_trainer.algorithms.reward_model import run_reward_model
+
+        summary = {
+            **run_reward_model(config, run, log),
+            "wall_seconds": round(time.perf_counter() - start, 2),
+            "run_dir": str(run.path),
+        }
+        run.write_json("summary.json", summary)
+        return summary
     model, tokenizer = load_model(config, run)
-    trajectories = build_data(config, log, model, tokenizer)
-    store = TrajectoryStore(run.path / "trajectories.db")
-    dataset = store.add(
-        f"{config.name}-train",
-        trajectories,
-        Provenance(
-            env_ids=(config.data.env_id,),
-            seeds=(config.data.first_seed, config.data.first_seed + config.data.episodes - 1),
-            agent="oracle",
-            strategy=config.data.strategy,
-            config=to_dict(config.data),
-        ),
-    )
-    log(f"training data: {dataset.size} trajectories, version {dataset.id}")
+    online = config.algorithm in ("ppo", "grpo")
+    dataset_id = None
+    trajectories: list[Trajectory] = []
+    if not online:  # PPO and GRPO collect their own data, through the env
+        trajectories = build_data(config, log, model, tokenizer)
+        store = TrajectoryStore(run.path / "trajectories.db")
+        dataset = store.add(
+            f"{config.name}-train",
+            trajectories,
+            Provenance(
+                env_ids=(config.data.env_id,),
+                seeds=(config.data.first_seed, config.data.first_seed + config.data.episodes - 1),
+                agent="oracle",
+                strategy=config.data.strategy,
+                config=to_dict(config.data),
+            ),
+        )
+        dataset_id = dataset.id
+        log(f"training data: {dataset.size} trajectories, version {dataset.id}")
     ev = config.eval
 
     def evaluate(current: Any, episodes: int = ev.episodes) -> dict[str, float]:
@@ -161,10 +181,14 @@ def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, A
         )
         return metrics
 
-    log(f"evaluating on {ev.episodes_before} held-out episodes of {ev.env_id} before training")
-    before = evaluate(model, ev.episodes_before)
+    # an untrained model runs every episode to its time limit: measure it on fewer episodes;
+    # the starting point of online RL is a trained agent, measured like the result
+    before_episodes = ev.episodes if online else ev.episodes_before
+    log(f"evaluating on {before_episodes} held-out episodes of {ev.env_id} before training")
+    before = evaluate(model, before_episodes)
     run.log_metrics(0, {f"eval/{k}": v for k, v in before.items()})
 
+    result: Any
     if config.algorithm == "sft":
         from llm_trainer.algorithms.sft import SFTTrainer
 
@@ -184,7 +208,7 @@ def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, A
         )
         result = trainer.train(trajectories, resume=config.resume)
         model = trainer.model
-    else:
+    elif config.algorithm == "dpo":
         from llm_trainer.algorithms.dpo import DPOTrainer, corrupted_pairs
 
         pairs = corrupted_pairs(
@@ -194,11 +218,58 @@ def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, A
         dpo = DPOTrainer(model, tokenizer, config.train, config.dpo, run, seed=config.seed)
         result = dpo.train(pairs, resume=config.resume)
         model = dpo.model
+    elif config.algorithm == "ppo":
+        from llm_trainer.algorithms.ppo.trainer import PPOTrainer
+
+        p = config.ppo
+        log(
+            f"PPO: {config.train.max_steps} iterations of {p.episodes_per_iteration} episodes "
+            f"of {p.env_id} (difficulty {p.difficulty})"
+        )
+        ppo = PPOTrainer(
+            model,
+            tokenizer,
+            config.train,
+            p,
+            config.reward,
+            run,
+            seed=config.seed,
+            system_prompt=config.model.system_prompt,
+            evaluate=evaluate,
+            eval_every=ev.every_steps,
+            model_dir=_model_dir(config, run),
+        )
+        result = ppo.train(resume=config.resume)
+        model = ppo.model
+    else:
+        from llm_trainer.algorithms.grpo import GRPOTrainer
+
+        g = config.grpo
+        log(
+            f"GRPO: {config.train.max_steps} steps, {g.num_generations} episodes per prompt "
+            f"of {g.env_id} (difficulty {g.difficulty})"
+        )
+        grpo = GRPOTrainer(
+            model,
+            tokenizer,
+            config.train,
+            g,
+            config.reward,
+            run,
+            seed=config.seed,
+            system_prompt=config.model.system_prompt,
+            evaluate=evaluate,
+            eval_every=ev.every_steps,
+        )
+        result = grpo.train(resume=config.resume)
+        model = grpo.model
 
     log("evaluating after training")
     after = evaluate(model)
     run.log_metrics(result.steps, {f"eval/{k}": v for k, v in after.items()})
     final = run.path / "final_model"
+    if hasattr(model, "merge_and_unload") and online:
+        model = model.merge_and_unload()  # the RL agent is saved whole: it serves anywhere
 
     def save(tmp: Path) -> None:
         model.save_pretrained(tmp)
@@ -217,13 +288,18 @@ def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, A
                 "answer_correctness",
             )
         },
+        "algorithm": config.algorithm,
+        "success_before": before["success"],
+        "success_after": after["success"],
+        "reward_before": before["mean_reward"],
+        "reward_after": after["mean_reward"],
         "before": before,
         "after": after,
         "train_steps": result.steps,
         "train_seconds": round(result.seconds, 2),
         "train_tokens_per_second": round(result.tokens_per_second, 1),
         "final_loss": result.losses[-1][1] if result.losses else None,
-        "dataset_version": dataset.id,
+        "dataset_version": dataset_id,
         "wall_seconds": round(time.perf_counter() - start, 2),
         "run_dir": str(run.path),
         "model_dir": str(final),
@@ -231,3 +307,44 @@ def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, A
     }
     run.write_json("summary.json", summary)
     return summary
+
+
+def sft_calculator_agent(path: str | Path, *, steps: int = 200, seed: int = 0) -> Path:
+    """A calculator agent trained briefly: the quickstart's tiny model after ``steps`` SFT
+    steps on Calculator-v0 (difficulty 1) oracle demonstrations, saved (model and tokenizer)
+    to ``path``. With the default 200 steps it stops inside the phase where the model learns
+    to copy numbers: it calls the calculator in the right format and answers part of the tasks
+    right, the starting point the RL tests and ``scripts/bench_rl.py`` use."""
+    import tempfile
+
+    from llm_trainer.agents.tinylm import build_model, build_tokenizer
+    from llm_trainer.algorithms.config import TrainConfig, quickstart_config
+    from llm_trainer.algorithms.rollout import oracle_trajectories
+    from llm_trainer.algorithms.sft import SFTTrainer
+
+    path = Path(path)
+    tokenizer = build_tokenizer()
+    tiny = replace(quickstart_config().model.tiny, max_position_embeddings=512)
+    model = build_model(tiny, seed=seed, vocab_size=len(tokenizer))
+    demos = oracle_trajectories("LLMTrainer/Calculator-v0", range(steps * 32), difficulty=1)
+    run = RunDir.create(tempfile.mkdtemp(prefix="sft-agent-"), "sft_agent", {}, seed)
+    trainer = SFTTrainer(
+        model,
+        tokenizer,
+        TrainConfig(
+            max_steps=steps,
+            batch_size=32,
+            learning_rate=2e-3,
+            lr_scheduler="constant_with_warmup",
+            warmup_steps=10,
+            logging_steps=50,
+            max_length=256,
+        ),
+        run,
+        seed=seed,
+        system_prompt="",
+    )
+    trainer.train(demos)
+    trainer.model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

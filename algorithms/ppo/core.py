@@ -66,7 +66,7 @@ def pack_episode(trajectory: Trajectory, step_rewards: Sequence[float]) -> list[
     def flush() -> None:
         if tokens:
             rows.append(TokenRow(tuple(tokens), tuple(mask), tuple(logprobs), tuple(rewards)))
-        tokens.clear(), mask.clear(), logprobs.clear(), rewards.clear()
+        del tokens[:], mask[:], logprobs[:], rewards[:]
 
     for index, (step, reward) in enumerate(zip(trajectory.steps, step_rewards, strict=True)):
         prompt, completion = step.prompt_token_ids, step.completion_token_ids

@@ -181,16 +181,10 @@ class PPOTrainer:
 
         if self._backend is None:
             self._backend = VLLMBackend(str(self.model_dir), weight_sync=True)
-        self._backend.load_weights(self._merged_weights())
+        # vLLM generates, torch updates: the engine gets this iteration's weights in place
+        # (LoRA adapters merged; see VLLMBackend.sync_weights_from)
+        self._backend.sync_weights_from(self.model)
         return self._backend
-
-    def _merged_weights(self) -> list[tuple[str, Any]]:
-        """The policy's weights under the base model's names (LoRA adapters merged in)."""
-        model = self.model
-        if self.lora:
-            merged = copy.deepcopy(model).merge_and_unload()
-            return [(n, p.detach()) for n, p in merged.state_dict().items()]
-        return [(n, p.detach()) for n, p in model.state_dict().items()]
 
     def rollout(self, iteration: int) -> list[Trajectory]:
         """Play this iteration's episodes with the current policy (sampling, seeded)."""
@@ -473,7 +467,7 @@ class PPOTrainer:
         """Run ``train.max_steps`` iterations (continuing from the last checkpoint on resume)."""
         import torch
         from torch.utils.tensorboard import SummaryWriter
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
         checkpoint = self.last_checkpoint() if resume else None
         if checkpoint is not None:

@@ -30,8 +30,11 @@ def test_every_shipped_config_loads(path: Path) -> None:
 
 def test_config_errors_name_the_field_and_the_allowed_values(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("algorithm: ppo\n")
-    with pytest.raises(ConfigError, match=r"algorithm: 'ppo' is not one of \['sft', 'dpo'\]"):
+    bad.write_text("algorithm: ppx\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"algorithm: 'ppx' is not one of \['sft', 'dpo', 'ppo', 'grpo', 'reward_model'\]",
+    ):
         load_config(ExperimentConfig, bad)
     with pytest.raises(ConfigError, match=r"train.batch_size: expected an integer"):
         load_config(ExperimentConfig, overrides=["train.batch_size=big"])
