@@ -528,7 +528,9 @@ class LLMAgent:
                 f"the agent's own tool(s) {sorted(clash)} have the names of env tools; rename them"
             )
         own = tuple(to_plain(spec) for spec in self.tools.specs)
-        state.conversation = ConversationMemory(system or None, task)
+        # like Trajectory.messages: a system message even when empty, so the agent's prompts
+        # are rendered exactly as its SFT data was
+        state.conversation = ConversationMemory(system, task)
         state.tools = env_tools + own
         state.env_tool_names = env_names
         state.task = task

@@ -56,7 +56,7 @@ class ConversationMemory:
 
     def __init__(self, system: str | None, task: str) -> None:
         self.messages: list[Message] = []
-        if system:
+        if system is not None:  # an empty system prompt is still a message (as in training data)
             self.messages.append({"role": "system", "content": system})
         self.messages.append({"role": "user", "content": task})
         self._head = len(self.messages)  # system + task: always kept

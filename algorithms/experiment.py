@@ -309,13 +309,28 @@ def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, A
     return summary
 
 
-def sft_calculator_agent(path: str | Path, *, steps: int = 200, seed: int = 0) -> Path:
-    """A calculator agent trained briefly: the quickstart's tiny model after ``steps`` SFT
-    steps on Calculator-v0 (difficulty 1) oracle demonstrations, saved (model and tokenizer)
-    to ``path``. With the default 200 steps it stops inside the phase where the model learns
-    to copy numbers: it calls the calculator in the right format and answers part of the tasks
-    right, the starting point the RL tests and ``scripts/bench_rl.py`` use."""
+def sft_calculator_agent(
+    path: str | Path,
+    *,
+    max_steps: int = 600,
+    stop_at_success: float | None = 0.25,
+    eval_every: int = 25,
+    seed: int = 0,
+) -> Path:
+    """A weak calculator agent: the quickstart's tiny model fine-tuned on Calculator-v0
+    (difficulty 1) oracle demonstrations until its greedy success on 100 validation tasks
+    (seeds 2,000,000 on, disjoint from training and held-out seeds) reaches
+    ``stop_at_success`` (checked every ``eval_every`` steps), or for ``max_steps``. Saved
+    (model and tokenizer) to ``path``.
+
+    The model learns the call format first and then, in a phase change whose timing varies
+    with the seed, to copy numbers; stopping on success rather than after a fixed number of
+    steps gives an agent that is reliably right on part of the tasks: the starting point of
+    the RL tests and ``scripts/bench_rl.py``.
+    """
     import tempfile
+
+    from transformers import TrainerCallback
 
     from llm_trainer.agents.tinylm import build_model, build_tokenizer
     from llm_trainer.algorithms.config import TrainConfig, quickstart_config
@@ -326,13 +341,31 @@ def sft_calculator_agent(path: str | Path, *, steps: int = 200, seed: int = 0) -
     tokenizer = build_tokenizer()
     tiny = replace(quickstart_config().model.tiny, max_position_embeddings=512)
     model = build_model(tiny, seed=seed, vocab_size=len(tokenizer))
-    demos = oracle_trajectories("LLMTrainer/Calculator-v0", range(steps * 32), difficulty=1)
+    demos = oracle_trajectories("LLMTrainer/Calculator-v0", range(max_steps * 32), difficulty=1)
+
+    class StopOnSuccess(TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            step = state.global_step
+            if stop_at_success is not None and step % eval_every == 0:
+                metrics, _ = evaluate_model(
+                    kwargs["model"],
+                    tokenizer,
+                    "LLMTrainer/Calculator-v0",
+                    range(2_000_000, 2_000_100),
+                    difficulty=1,
+                    system_prompt="",
+                    max_new_tokens=48,
+                )
+                if metrics["success"] >= stop_at_success:
+                    control.should_training_stop = True
+            return control
+
     run = RunDir.create(tempfile.mkdtemp(prefix="sft-agent-"), "sft_agent", {}, seed)
     trainer = SFTTrainer(
         model,
         tokenizer,
         TrainConfig(
-            max_steps=steps,
+            max_steps=max_steps,
             batch_size=32,
             learning_rate=2e-3,
             lr_scheduler="constant_with_warmup",
@@ -343,6 +376,7 @@ def sft_calculator_agent(path: str | Path, *, steps: int = 200, seed: int = 0) -
         run,
         seed=seed,
         system_prompt="",
+        callbacks=[StopOnSuccess()],
     )
     trainer.train(demos)
     trainer.model.save_pretrained(path)
