@@ -193,9 +193,11 @@ class PPOSettings:
     target_kl: float | None = None
     """Stop an iteration's epochs early when the approximate KL to the rollout policy passes it."""
     temperature: float = 1.0
-    """Sampling temperature of rollouts."""
-    max_new_tokens: int = 64
-    """Generation budget per turn."""
+    """Sampling temperature of rollouts. The policy PPO optimises is the tempered
+    distribution: at 1.0 the update uses the log-probs recorded at sampling time; otherwise
+    they are recomputed at this temperature (from the same weights) before the update."""
+    max_new_tokens: int = 80
+    """Generation budget per turn (a calculator call is about 63 tokens of the tiny model)."""
     backend: Literal["transformers", "vllm"] = "transformers"
     """Rollout generation: the model in this process, or a vLLM engine whose weights are synced
     from the trained model every iteration."""

@@ -354,7 +354,7 @@ def sft_calculator_agent(
                     range(2_000_000, 2_000_100),
                     difficulty=1,
                     system_prompt="",
-                    max_new_tokens=48,
+                    max_new_tokens=80,
                 )
                 if metrics["success"] >= stop_at_success:
                     control.should_training_stop = True

@@ -30,7 +30,7 @@ def held_out(model: Any, tokenizer: Any) -> dict[str, float]:
     from llm_trainer.algorithms.evaluation import evaluate_model
 
     metrics, _ = evaluate_model(
-        model, tokenizer, ENV_ID, HELD_OUT, difficulty=1, system_prompt="", max_new_tokens=48
+        model, tokenizer, ENV_ID, HELD_OUT, difficulty=1, system_prompt="", max_new_tokens=80
     )
     return metrics
 
@@ -73,7 +73,7 @@ def bench_ppo(model_dir: Path, args: argparse.Namespace, out: Path) -> dict[str,
             env_id=ENV_ID,
             difficulty=1,
             episodes_per_iteration=args.episodes,
-            max_new_tokens=48,
+            max_new_tokens=80,
             kl_coef=0.01,
             backend=args.ppo_backend,
         ),
@@ -129,7 +129,7 @@ def bench_grpo(model_dir: Path, args: argparse.Namespace, out: Path) -> dict[str
             difficulty=1,
             prompts=args.episodes * args.grpo_steps,
             num_generations=8,
-            max_completion_length=48,
+            max_completion_length=80,
             max_turns=3,
         ),
         RewardConfig(),

@@ -231,6 +231,8 @@ class PPOTrainer:
 
         out = model(input_ids=tokens, attention_mask=attention, output_hidden_states=values)
         logits = out.logits[:, :-1].float()
+        if self.settings.temperature != 1.0:  # the policy is the distribution sampled from
+            logits = logits / self.settings.temperature
         value = None
         if values:
             hidden = out.hidden_states[-1][:, :-1]
@@ -332,9 +334,14 @@ class PPOTrainer:
         with torch.no_grad():
             for start in range(0, len(rows), micro):
                 batch = self._batch(rows[start : start + micro])
-                _, values = self._forward(
+                logp, values = self._forward(
                     self.model, batch["tokens"], batch["attention"], values=True
                 )
+                if s.temperature != 1.0:
+                    # the recorded log-probs are the raw (temperature 1) ones: the sampling
+                    # policy's are recomputed from the same, unchanged, weights
+                    sampled = logp.gather(-1, batch["tokens"][:, 1:].unsqueeze(-1)).squeeze(-1)
+                    batch["old_logprobs"] = sampled * batch["mask"]
                 ref = self._ref_logprobs(batch["tokens"], batch["attention"])
                 mask = batch["mask"]
                 rewards = batch["rewards"].clone()

@@ -102,7 +102,7 @@ def _held_out(model: Any, tokenizer: Any, difficulty: int) -> dict[str, float]:
         range(1_000_000, 1_000_200),
         difficulty=difficulty,
         system_prompt="",
-        max_new_tokens=48,
+        max_new_tokens=80,
     )
     return metrics
 
@@ -130,7 +130,7 @@ def test_ppo_raises_held_out_reward_of_a_weak_sft_agent(
             env_id="LLMTrainer/Calculator-v0",
             difficulty=1,
             episodes_per_iteration=64,
-            max_new_tokens=48,
+            max_new_tokens=80,
             kl_coef=0.01,
         ),
         RewardConfig(),
