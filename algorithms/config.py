@@ -185,6 +185,9 @@ class PPOSettings:
     kl_mode: Literal["reward", "loss"] = "reward"
     """``reward``: -kl_coef * (log p - log p_ref) per token in the reward (InstructGPT);
     ``loss``: an added KL loss term (k3 estimator)."""
+    value_lr_multiplier: float = 10.0
+    """The value head's (and value model's) learning rate is ``train.learning_rate`` times
+    this: it starts from zero and must catch up with the returns quickly."""
     value_model: Literal["head", "separate"] = "head"
     """``head``: a value head on the policy's last hidden state; ``separate``: a copy of the
     initial model with its own value head (no shared gradients)."""

@@ -66,13 +66,14 @@ class ValueHead:
     """A linear value head on a causal LM's last hidden state (built lazily: needs torch)."""
 
     @staticmethod
-    def build(hidden_size: int, seed: int) -> Any:
+    def build(hidden_size: int) -> Any:
+        """Initialised to zero: the first advantages are the returns themselves, not the noise
+        of a random head (which would swamp a sparse end-of-episode reward)."""
         import torch
 
         head = torch.nn.Linear(hidden_size, 1)
-        generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            head.weight.normal_(0.0, 1.0 / math.sqrt(hidden_size + 1), generator=generator)
+            head.weight.zero_()
             head.bias.zero_()
         return head
 
@@ -132,18 +133,23 @@ class PPOTrainer:
                 self.ref_model.requires_grad_(False)
             self.model = apply_lora(model, train.lora)
             hidden = int(model.config.hidden_size)
-            self.value_head = ValueHead.build(hidden, _derive(seed, 1))
+            self.value_head = ValueHead.build(hidden)
             self.value_model = None
             if settings.value_model == "separate":
                 base = self.ref_model if self.ref_model is not None else model
                 self.value_model = copy.deepcopy(base).train().requires_grad_(True)
-        parameters = [p for p in self.model.parameters() if p.requires_grad]
-        parameters += list(self.value_head.parameters())
+        policy = [p for p in self.model.parameters() if p.requires_grad]
+        value = list(self.value_head.parameters())
         if self.value_model is not None:
-            parameters += list(self.value_model.parameters())
-        self.parameters = parameters
+            value += list(self.value_model.parameters())
+        self.parameters = policy + value
         self.optimizer = torch.optim.AdamW(
-            parameters, lr=train.learning_rate, weight_decay=train.weight_decay
+            [
+                {"params": policy, "lr": train.learning_rate},
+                {"params": value, "lr": train.learning_rate * settings.value_lr_multiplier},
+            ],
+            lr=train.learning_rate,
+            weight_decay=train.weight_decay,
         )
         from transformers import get_scheduler
 
