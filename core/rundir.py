@@ -190,9 +190,10 @@ class RunDir:
         fig, ax_loss = plt.subplots(figsize=(7, 4), dpi=120)
         if losses:
             ax_loss.plot(*zip(*losses, strict=True), color="tab:blue", label="training loss")
-            ax_loss.set_yscale("log")
+            # RL losses (PPO's policy term) can be negative: a log scale only for positive ones
+            ax_loss.set_yscale("log" if all(v > 0 for _, v in losses) else "symlog")
         ax_loss.set_xlabel("optimizer step")
-        ax_loss.set_ylabel("training loss (log)", color="tab:blue")
+        ax_loss.set_ylabel(f"training loss ({ax_loss.get_yscale()})", color="tab:blue")
         ax_success = ax_loss.twinx()
         if evals:
             ax_success.plot(

@@ -95,3 +95,59 @@ def test_train_rejects_a_misspelt_field_naming_it(tmp_path: Path) -> None:
     result = runner.invoke(app, ["quickstart", "--set", "train.lr_scheduler=linearr"])
     assert result.exit_code == 2
     assert "train.lr_scheduler: 'linearr' is not one of" in result.output
+
+
+SMALL_MODEL = [
+    "model.tiny.n_layers=1",
+    "model.tiny.hidden_size=32",
+    "model.tiny.n_heads=2",
+    "model.tiny.intermediate_size=64",
+]
+
+
+def _last_json(output: str) -> dict[str, object]:
+    summary = json.loads(output.strip().splitlines()[-1])
+    assert isinstance(summary, dict)
+    return summary
+
+
+def test_quickstart_ppo_continues_the_sft_agent_and_reports_before_and_after(
+    tmp_path: Path,
+) -> None:
+    """``quickstart --ppo`` on a tiny budget: SFT, then PPO on difficulty 2, one JSON line."""
+    pytest.importorskip("trl")
+    sft = [*SMALL_MODEL, "data.episodes=32", "train.max_steps=2", "train.batch_size=4"]
+    sft += ["eval.episodes=4", "eval.max_new_tokens=8", f"output_dir={tmp_path}"]
+    ppo = ["train.max_steps=1", "train.batch_size=4", "train.save_steps=1"]
+    ppo += ["ppo.episodes_per_iteration=4", "ppo.num_minibatches=1", "ppo.max_new_tokens=8"]
+    ppo += ["eval.episodes=4", "eval.max_new_tokens=8", "eval.every_steps=0"]
+    args = ["quickstart", "--ppo", "--json"]
+    args += [x for item in sft for x in ("--set", item)]
+    args += [x for item in ppo for x in ("--ppo-set", item)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = _last_json(result.output)
+    assert summary["algorithm"] == "ppo"
+    for key in ("reward_before", "reward_after", "success_before", "success_after", "sft"):
+        assert key in summary, key
+    assert isinstance(summary["after"], dict)
+    assert summary["after"]["mean_steps"] >= 1
+    run_dir = Path(str(summary["run_dir"]))
+    assert (run_dir / "checkpoints" / "iteration-1" / "policy").is_dir()
+    assert (run_dir / "final_model" / "config.json").is_file()
+    assert "PPO: 1 iterations" in result.output
+
+
+def test_train_runs_grpo_from_a_config_file(tmp_path: Path) -> None:
+    pytest.importorskip("trl")
+    sets = [*SMALL_MODEL, "train.max_steps=1", "train.batch_size=4", "grpo.num_generations=2"]
+    sets += ["grpo.prompts=4", "grpo.max_completion_length=8", "grpo.max_turns=1"]
+    sets += ["eval.episodes=2", "eval.max_new_tokens=8", "eval.every_steps=0"]
+    sets += [f"output_dir={tmp_path}"]
+    args = ["train", "--config", "configs/multitool_grpo.yaml", "--json"]
+    args += [x for item in sets for x in ("--set", item)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = _last_json(result.output)
+    assert summary["algorithm"] == "grpo"
+    assert summary["train_steps"] == 1
