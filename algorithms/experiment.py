@@ -343,7 +343,7 @@ def sft_calculator_agent(
     model = build_model(tiny, seed=seed, vocab_size=len(tokenizer))
     demos = oracle_trajectories("LLMTrainer/Calculator-v0", range(max_steps * 32), difficulty=1)
 
-    class StopOnSuccess(TrainerCallback):  # type: ignore[misc]
+    class StopOnSuccess(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
             step = state.global_step
             if stop_at_success is not None and step % eval_every == 0:
