@@ -75,6 +75,7 @@ def bench_ppo(model_dir: Path, args: argparse.Namespace, out: Path) -> dict[str,
             episodes_per_iteration=args.episodes,
             max_new_tokens=80,
             kl_coef=0.01,
+            temperature=args.temperature,
             backend=args.ppo_backend,
         ),
         RewardConfig(),
@@ -130,7 +131,8 @@ def bench_grpo(model_dir: Path, args: argparse.Namespace, out: Path) -> dict[str
             prompts=args.episodes * args.grpo_steps,
             num_generations=8,
             max_completion_length=80,
-            max_turns=3,
+            max_turns=2,
+            temperature=args.temperature,
         ),
         RewardConfig(),
         RunDir.create(out, "grpo", {}, 0),
@@ -166,9 +168,10 @@ def main() -> None:
     parser.add_argument("--ppo-iterations", type=int, default=10)
     parser.add_argument("--ppo-lr", type=float, default=1e-4)
     parser.add_argument("--ppo-backend", choices=("transformers", "vllm"), default="transformers")
-    parser.add_argument("--grpo-steps", type=int, default=10)
+    parser.add_argument("--grpo-steps", type=int, default=20)
     parser.add_argument("--grpo-lr", type=float, default=1e-4)
     parser.add_argument("--episodes", type=int, default=64, help="Episodes per update.")
+    parser.add_argument("--temperature", type=float, default=0.7, help="Rollout temperature.")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--only", choices=("ppo", "grpo"), help="Run one algorithm.")

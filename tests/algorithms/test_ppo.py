@@ -150,3 +150,71 @@ def test_ppo_raises_held_out_reward_of_a_weak_sft_agent(
 
 PPO_ITERATIONS = 12
 PPO_LR = 1e-4
+
+
+def test_lora_ppo_trains_only_adapters_and_the_value_head(tmp_path: Path) -> None:
+    from llm_trainer.algorithms.config import LoRAConfig
+
+    model = build_model(SMALL, seed=0)
+    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    lora = LoRAConfig(enabled=True, r=4, alpha=8, target_modules=("q_proj", "v_proj"))
+    trainer = PPOTrainer(
+        model,
+        build_tokenizer(),
+        TrainConfig(max_steps=1, batch_size=4, learning_rate=1e-2, warmup_steps=0, lora=lora),
+        SETTINGS,
+        RewardConfig(format_bonus=0.5),
+        RunDir.create(tmp_path, "ppo", {}, 0),
+        system_prompt="",
+    )
+    assert trainer.ref_model is None  # the reference is the base with adapters disabled
+    head = trainer.value_head.weight.detach().clone()
+    adapters = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
+    assert adapters
+    trainer.step(0)
+    moved = [
+        n
+        for n, p in trainer.model.named_parameters()
+        if n in adapters and not (p.detach() == adapters[n]).all()
+    ]
+    assert moved, "no adapter weight moved"
+    for name, param in trainer.model.named_parameters():
+        if "lora_" not in name:
+            key = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert (param.detach() == base[key]).all(), name
+    assert not (trainer.value_head.weight.detach() == head).all()
+
+
+def test_separate_value_model_and_a_reward_model_in_place_of_the_env_reward(
+    tmp_path: Path,
+) -> None:
+    from llm_trainer.algorithms.reward_model import RewardModel, sequence_classifier
+
+    tokenizer = build_tokenizer()
+    rm_dir = tmp_path / "rm"
+    classifier = sequence_classifier(build_model(SMALL, seed=3), tokenizer, seed=3)
+    classifier.save_pretrained(rm_dir)
+    tokenizer.save_pretrained(rm_dir)
+    reward = RewardConfig(env_weight=0.0, reward_model_path=str(rm_dir), reward_model_weight=2.0)
+    trainer = PPOTrainer(
+        build_model(SMALL, seed=0),
+        tokenizer,
+        TrainConfig(max_steps=1, batch_size=4, learning_rate=1e-3, warmup_steps=0),
+        PPOSettings(**{**SETTINGS.__dict__, "value_model": "separate"}),
+        reward,
+        RunDir.create(tmp_path / "run", "ppo", {}, 0),
+        system_prompt="",
+    )
+    assert trainer.value_model is not None
+    episodes = trainer.rollout(0)  # the same seeded episodes step(0) plays
+    scores = RewardModel.from_pretrained(rm_dir).score(episodes, system_prompt="")
+    value_before = [p.detach().clone() for p in trainer.value_model.parameters()]
+    metrics = trainer.step(0)
+    expected = 2.0 * sum(scores) / len(scores)
+    assert metrics["rollout/shaped_reward"] == pytest.approx(expected, abs=1e-5)
+    assert metrics["rollout/shaped_reward"] != metrics["rollout/env_reward"]
+    moved = [
+        not (a == p.detach()).all()
+        for a, p in zip(value_before, trainer.value_model.parameters(), strict=True)
+    ]
+    assert any(moved)
