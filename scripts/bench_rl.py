@@ -43,6 +43,13 @@ def load(model_dir: Path, device: str) -> tuple[Any, Any]:
     return model, AutoTokenizer.from_pretrained(model_dir)
 
 
+def reset_peak_gpu() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
 def peak_gpu_gib() -> float | None:
     import torch
 
@@ -56,6 +63,7 @@ def bench_ppo(model_dir: Path, args: argparse.Namespace, out: Path) -> dict[str,
     from llm_trainer.algorithms.ppo.trainer import PPOTrainer
     from llm_trainer.core.rundir import RunDir
 
+    reset_peak_gpu()
     model, tokenizer = load(model_dir, args.device)
     before = held_out(model, tokenizer)
     trainer = PPOTrainer(
@@ -111,6 +119,7 @@ def bench_grpo(model_dir: Path, args: argparse.Namespace, out: Path) -> dict[str
     from llm_trainer.algorithms.grpo import GRPOTrainer
     from llm_trainer.core.rundir import RunDir
 
+    reset_peak_gpu()
     model, tokenizer = load(model_dir, args.device)
     before = held_out(model, tokenizer)
     trainer = GRPOTrainer(

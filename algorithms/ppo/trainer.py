@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -133,7 +132,8 @@ class PPOTrainer:
                 self.ref_model.requires_grad_(False)
             self.model = apply_lora(model, train.lora)
             hidden = int(model.config.hidden_size)
-            self.value_head = ValueHead.build(hidden)
+            self.device = next(model.parameters()).device
+            self.value_head = ValueHead.build(hidden).to(self.device)
             self.value_model = None
             if settings.value_model == "separate":
                 base = self.ref_model if self.ref_model is not None else model
@@ -143,6 +143,13 @@ class PPOTrainer:
         if self.value_model is not None:
             value += list(self.value_model.parameters())
         self.parameters = policy + value
+        from llm_trainer.algorithms.hf import precision_kwargs
+
+        # bf16/fp16 autocast on a GPU that has it (``train.precision: auto``); fp32 on a CPU
+        precision = precision_kwargs(train.precision)
+        self.autocast_dtype = (
+            torch.bfloat16 if precision["bf16"] else torch.float16 if precision["fp16"] else None
+        )
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": policy, "lr": train.learning_rate},
@@ -233,9 +240,17 @@ class PPOTrainer:
     def _forward(self, model: Any, tokens: Any, attention: Any, *, values: bool) -> tuple[Any, Any]:
         """Log-softmax over the vocabulary at each position (predicting the next token), and
         the values (``None`` unless asked)."""
+        import contextlib
+
         import torch
 
-        out = model(input_ids=tokens, attention_mask=attention, output_hidden_states=values)
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            out = model(input_ids=tokens, attention_mask=attention, output_hidden_states=values)
         logits = out.logits[:, :-1].float()
         if self.settings.temperature != 1.0:  # the policy is the distribution sampled from
             logits = logits / self.settings.temperature
@@ -243,9 +258,10 @@ class PPOTrainer:
         if values:
             hidden = out.hidden_states[-1][:, :-1]
             if self.value_model is not None:
-                vout = self.value_model(
-                    input_ids=tokens, attention_mask=attention, output_hidden_states=True
-                )
+                with autocast:
+                    vout = self.value_model(
+                        input_ids=tokens, attention_mask=attention, output_hidden_states=True
+                    )
                 hidden = vout.hidden_states[-1][:, :-1]
             value = self.value_head(hidden.float()).squeeze(-1)
         return torch.log_softmax(logits, dim=-1), value
@@ -270,7 +286,7 @@ class PPOTrainer:
         pad = int(self.tokenizer.pad_token_id or 0)
 
         def tensor(values: list[list[Any]], dtype: Any) -> Any:
-            return torch.tensor(values, dtype=dtype)
+            return torch.tensor(values, dtype=dtype, device=self.device)
 
         tokens = tensor(
             [list(r.tokens) + [pad] * (width - len(r.tokens)) for r in rows], torch.long
