@@ -371,7 +371,8 @@ def quickstart_ppo_config(model_path: str, *, output_dir: str = "runs") -> Exper
             update_epochs=2,
             num_minibatches=2,
             kl_coef=0.02,
-            max_new_tokens=64,
+            temperature=0.7,  # at 1.0 the tiny byte-level model misspells most tool calls
+            max_new_tokens=96,  # a three-operand calculator call is longer than 64 tokens
         ),
         reward=RewardConfig(),
         train=TrainConfig(
@@ -383,6 +384,6 @@ def quickstart_ppo_config(model_path: str, *, output_dir: str = "runs") -> Exper
             logging_steps=1,
             save_steps=10,
         ),
-        eval=EvalConfig(difficulty=2, episodes=200, every_steps=10, max_new_tokens=64),
+        eval=EvalConfig(difficulty=2, episodes=200, every_steps=10, max_new_tokens=96),
         output_dir=output_dir,
     )
