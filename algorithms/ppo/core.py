@@ -125,11 +125,11 @@ def gae(
         m = mask_f[:, t]
         delta = rewards[:, t] + gamma * next_value - values[:, t]
         adv_t = delta + gamma * lam * next_adv
-        advantages[:, t] = adv_t * m
+        advantages[:, t] = torch.where(m.bool(), adv_t, torch.zeros_like(adv_t))
         # carry through masked positions unchanged
         next_value = torch.where(m.bool(), values[:, t], next_value)
         next_adv = torch.where(m.bool(), adv_t, next_adv)
-    returns = (advantages + values) * mask_f
+    returns = torch.where(mask_f.bool(), advantages + values, torch.zeros_like(values))
     return advantages, returns
 
 
