@@ -125,6 +125,28 @@ def build_data(
     return strategies.load_toolbench(data.toolbench_path)
 
 
+def stored_training_data(
+    config: ExperimentConfig, run: RunDir, log: Log, model: Any = None, tokenizer: Any = None
+) -> tuple[list[Trajectory], str]:
+    """:func:`build_data`, stored and versioned in the run's trajectory store with its
+    provenance. Returns the trajectories and the dataset's version (content hash)."""
+    trajectories = build_data(config, log, model, tokenizer)
+    data = config.data
+    dataset = TrajectoryStore(run.path / "trajectories.db").add(
+        f"{config.name}-train",
+        trajectories,
+        Provenance(
+            env_ids=(data.env_id,),
+            seeds=(data.first_seed, data.first_seed + data.episodes - 1),
+            agent="oracle",
+            strategy=data.strategy,
+            config=to_dict(data),
+        ),
+    )
+    log(f"training data: {dataset.size} trajectories, version {dataset.id}")
+    return trajectories, dataset.id
+
+
 def _model_dir(config: ExperimentConfig, run: RunDir) -> Path:
     return run.path / "init_model" if config.model.path == "tiny" else Path(config.model.path)
 
@@ -151,21 +173,7 @@ def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, A
     dataset_id = None
     trajectories: list[Trajectory] = []
     if not online:  # PPO and GRPO collect their own data, through the env
-        trajectories = build_data(config, log, model, tokenizer)
-        store = TrajectoryStore(run.path / "trajectories.db")
-        dataset = store.add(
-            f"{config.name}-train",
-            trajectories,
-            Provenance(
-                env_ids=(config.data.env_id,),
-                seeds=(config.data.first_seed, config.data.first_seed + config.data.episodes - 1),
-                agent="oracle",
-                strategy=config.data.strategy,
-                config=to_dict(config.data),
-            ),
-        )
-        dataset_id = dataset.id
-        log(f"training data: {dataset.size} trajectories, version {dataset.id}")
+        trajectories, dataset_id = stored_training_data(config, run, log, model, tokenizer)
     ev = config.eval
 
     def evaluate(current: Any, episodes: int = ev.episodes) -> dict[str, float]:

@@ -596,9 +596,7 @@ def run_reward_model(config: ExperimentConfig, run: RunDir, log: Any = print) ->
     :func:`~llm_trainer.algorithms.experiment.build_data`) with :func:`env_pairs`; file pairs
     from ``reward_model.pairs_path``. Returns the summary (also written to ``summary.json``).
     """
-    from llm_trainer.algorithms.experiment import build_data, load_model
-    from llm_trainer.core.config import to_dict
-    from llm_trainer.core.store import Provenance, TrajectoryStore
+    from llm_trainer.algorithms.experiment import load_model, stored_training_data
 
     start = time.perf_counter()
     settings = config.reward_model
@@ -606,19 +604,7 @@ def run_reward_model(config: ExperimentConfig, run: RunDir, log: Any = print) ->
     model, tokenizer = load_model(config, run)
     dataset_version = None
     if settings.pairs == "env":
-        trajectories = build_data(config, log, model, tokenizer)
-        dataset = TrajectoryStore(run.path / "trajectories.db").add(
-            f"{config.name}-train",
-            trajectories,
-            Provenance(
-                env_ids=(config.data.env_id,),
-                seeds=(config.data.first_seed, config.data.first_seed + config.data.episodes - 1),
-                agent="oracle",
-                strategy=config.data.strategy,
-                config=to_dict(config.data),
-            ),
-        )
-        dataset_version = dataset.id
+        trajectories, dataset_version = stored_training_data(config, run, log, model, tokenizer)
         pairs = env_pairs(trajectories, seed=config.seed, system_prompt=system_prompt)
         log(f"reward model: {len(pairs)} env-scored pairs from {len(trajectories)} episodes")
     else:
