@@ -49,6 +49,7 @@ from llm_trainer.algorithms.hf import (
     RunLogCallback,
     apply_lora,
     last_checkpoint,
+    per_second,
     tensorboard_callback,
     training_kwargs,
 )
@@ -643,7 +644,7 @@ class GRPOTrainer:
             steps=int(output.global_step),
             losses=tuple(self.callback.losses),
             seconds=seconds,
-            tokens_per_second=trained_tokens / seconds if seconds and trained_tokens else 0.0,
+            tokens_per_second=per_second(trained_tokens, seconds - self.callback.eval_seconds),
             resumed_from=checkpoint,
         )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -141,6 +142,11 @@ def _rotate(output_dir: str, limit: int | None) -> None:
         shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
 
 
+def per_second(amount: float, seconds: float) -> float:
+    """``amount / seconds``, 0 when either is not positive."""
+    return amount / seconds if seconds > 0 and amount > 0 else 0.0
+
+
 def last_checkpoint(output_dir: str) -> str | None:
     """The newest complete checkpoint in ``output_dir`` (None if there is none)."""
     if not os.path.isdir(output_dir):
@@ -161,6 +167,8 @@ class RunLogCallback(TrainerCallback):
     ) -> None:
         self.run, self.evaluate, self.every_steps, self.prefix = run, evaluate, every_steps, prefix
         self.losses: list[tuple[int, float]] = []
+        self.eval_seconds = 0.0
+        """Time spent in held-out evaluations during training (not training throughput)."""
 
     def on_log(
         self,
@@ -194,7 +202,9 @@ class RunLogCallback(TrainerCallback):
             model = kwargs["model"]
             was_training = model.training
             model.eval()
+            start = time.perf_counter()
             metrics = self.evaluate(model)
+            self.eval_seconds += time.perf_counter() - start
             if was_training:
                 model.train()
             self.run.log_metrics(state.global_step, {f"eval/{k}": v for k, v in metrics.items()})

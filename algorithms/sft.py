@@ -21,6 +21,7 @@ from llm_trainer.algorithms.hf import (
     RunLogCallback,
     apply_lora,
     last_checkpoint,
+    per_second,
     tensorboard_callback,
     training_kwargs,
 )
@@ -38,7 +39,9 @@ class TrainResult:
     losses: tuple[tuple[int, float], ...]
     """(step, loss) at every logging step."""
     seconds: float
+    """Wall time of training, held-out evaluations during it included."""
     tokens_per_second: float
+    """Training tokens per second, time spent in held-out evaluations excluded."""
     resumed_from: str | None
 
 
@@ -137,6 +140,6 @@ class SFTTrainer:
             steps=int(output.global_step),
             losses=tuple(self.callback.losses),
             seconds=seconds,
-            tokens_per_second=trained_tokens / seconds if seconds and trained_tokens else 0.0,
+            tokens_per_second=per_second(trained_tokens, seconds - self.callback.eval_seconds),
             resumed_from=checkpoint,
         )

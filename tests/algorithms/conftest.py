@@ -1,10 +1,10 @@
 """Fixtures for the training tests.
 
-``weak_calculator_agent`` is the starting point of the online-RL tests (PPO, GRPO): the
-quickstart's tiny model fine-tuned on Calculator-v0 (difficulty 1) oracle demonstrations until
-it answers a quarter of the validation tasks right (``sft_calculator_agent``), so that it calls
-the calculator in the right format but answers only part of the tasks right: the room RL must
-close. It is trained once per session (about 2 minutes on two idle cores) and saved as a
+``weak_calculator_agent`` is the starting point of the online-RL tests (PPO, GRPO): a tiny
+model (2 layers, 192 wide, 4 heads) fine-tuned on Calculator-v0 (difficulty 1) oracle
+demonstrations until it answers a quarter of the validation tasks right
+(``sft_calculator_agent``), so that it calls the calculator in the right format but answers only
+part of the tasks right: the room RL must close. It is trained once per session (about 2 minutes on two idle cores) and saved as a
 Hugging Face model directory.
 """
 

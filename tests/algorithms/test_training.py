@@ -125,6 +125,35 @@ def test_lora_trains_only_adapter_weights(tmp_path: Path, demos: list[Any]) -> N
     assert any(p.abs().sum() > 0 for p in lora_b)  # adapters moved away from their zero init
 
 
+def test_evaluations_during_training_are_timed_apart_from_training(
+    tmp_path: Path, demos: list[Any]
+) -> None:
+    """The reported tokens/s leaves out held-out evaluations: the callback times them."""
+    import time
+
+    def slow_evaluation(model: Any) -> dict[str, float]:
+        time.sleep(1.0)
+        return {"success": 0.0}
+
+    config = TrainConfig(max_steps=3, batch_size=4, logging_steps=1, max_length=256)
+    tokenizer = build_tokenizer()
+    model = build_model(SMALL, seed=0, vocab_size=len(tokenizer))
+    trainer = SFTTrainer(
+        model,
+        tokenizer,
+        config,
+        RunDir(tmp_path),
+        system_prompt="",
+        evaluate=slow_evaluation,
+        eval_every=1,
+    )
+    result = trainer.train(demos)
+    evals = [p["step"] for p in RunDir(tmp_path).metrics() if "eval/success" in p]
+    assert evals == [1, 2]  # not after the last step: the caller evaluates the final model
+    assert 2.0 <= trainer.callback.eval_seconds < result.seconds
+    assert result.tokens_per_second > 0
+
+
 def test_resume_after_a_checkpoint_ends_with_the_same_losses(
     tmp_path: Path, demos: list[Any]
 ) -> None:
