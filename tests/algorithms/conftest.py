@@ -4,8 +4,8 @@
 model (2 layers, 192 wide, 4 heads) fine-tuned on Calculator-v0 (difficulty 1) oracle
 demonstrations until it answers a quarter of the validation tasks right
 (``sft_calculator_agent``), so that it calls the calculator in the right format but answers only
-part of the tasks right: the room RL must close. It is trained once per session (about 2 minutes on two idle cores) and saved as a
-Hugging Face model directory.
+part of the tasks right: the room RL must close. It is trained once per session (about 2
+minutes on two idle cores) and saved as a Hugging Face model directory.
 """
 
 from __future__ import annotations
