@@ -30,6 +30,7 @@ from llm_trainer.algorithms.hf import (
     RunLogCallback,
     apply_lora,
     last_checkpoint,
+    per_second,
     tensorboard_callback,
     training_kwargs,
 )
@@ -222,6 +223,6 @@ class DPOTrainer:
             int(output.global_step),
             tuple(self.callback.losses),
             seconds,
-            tokens / seconds if seconds and tokens else 0.0,
+            per_second(tokens, seconds),
             checkpoint,
         )

@@ -46,6 +46,7 @@ from llm_trainer.algorithms.hf import (
     AtomicCheckpoints,
     RunLogCallback,
     last_checkpoint,
+    per_second,
     tensorboard_callback,
     training_kwargs,
 )
@@ -558,7 +559,7 @@ class RewardModelTrainer:
             steps=int(output.global_step),
             losses=tuple(self.callback.losses),
             seconds=seconds,
-            tokens_per_second=tokens / seconds if seconds and tokens else 0.0,
+            tokens_per_second=per_second(tokens, seconds),
             resumed_from=checkpoint,
         )
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_trainer.algorithms.config import PPOSettings, RewardConfig, TrainConfig
+from llm_trainer.algorithms.hf import per_second
 from llm_trainer.algorithms.ppo.core import (
     TokenRow,
     gae,
@@ -509,6 +510,7 @@ class PPOTrainer:
         bar = tqdm(
             range(self.iteration, total), desc="PPO", unit="it", initial=self.iteration, total=total
         )
+        eval_seconds = 0.0  # held-out evaluations: left out of the training throughput
         try:
             with preserved_global_rngs():
                 for iteration in bar:
@@ -519,9 +521,11 @@ class PPOTrainer:
                         and self.eval_every
                         and (self.iteration % self.eval_every == 0 or self.iteration == total)
                     ):
+                        evaluated = time.perf_counter()
                         metrics.update(
                             {f"eval/{k}": v for k, v in self.evaluate(self.model).items()}
                         )
+                        eval_seconds += time.perf_counter() - evaluated
                     self.losses.append((self.iteration, metrics["loss"]))
                     self.run.log_metrics(self.iteration, metrics)
                     for key, value in metrics.items():
@@ -542,7 +546,7 @@ class PPOTrainer:
             steps=self.iteration,
             losses=tuple(self.losses),
             seconds=seconds,
-            tokens_per_second=self.tokens_trained / seconds if seconds else 0.0,
+            tokens_per_second=per_second(self.tokens_trained, seconds - eval_seconds),
             resumed_from=str(checkpoint) if checkpoint is not None else None,
         )
 
