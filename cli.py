@@ -30,11 +30,14 @@ app = typer.Typer(
 )
 # Piped output (CI logs, `scripts/run.sh | tee`) gets a wide table instead of 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 150)
+err_console = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="End with a one-line JSON summary.")]
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    """Print an expected error as one line (no traceback) and exit with status 2."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -154,24 +157,28 @@ _METRIC_ROWS = (
 
 def _print_before_after(summary: dict[str, Any], title: str) -> None:
     table = Table(title=title)
-    for column in ("metric", "before", "after"):
-        table.add_column(column, justify="left" if column == "metric" else "right")
-    if "before" in summary:
+    if summary.get("after") is not None:
+        for column in ("metric", "before", "after"):
+            table.add_column(column, justify="left" if column == "metric" else "right")
+        before = summary.get("before") or {}
         for label, key in _METRIC_ROWS:
-            table.add_row(label, f"{summary['before'][key]:.1%}", f"{summary['after'][key]:.1%}")
-        before, after = summary["before"]["mean_reward"], summary["after"]["mean_reward"]
-        table.add_row("mean env reward", f"{before:+.3f}", f"{after:+.3f}")
-    else:  # a reward model: how often it ranks held-out chosen above rejected
-        table.add_row(
-            "ranking accuracy",
-            f"{summary['ranking_accuracy_before']:.1%}",
-            f"{summary['ranking_accuracy_after']:.1%}",
-        )
+            start = f"{before[key]:.1%}" if key in before else "-"
+            table.add_row(label, start, f"{summary['after'][key]:.1%}")
+        start = f"{before['mean_reward']:+.3f}" if "mean_reward" in before else "-"
+        table.add_row("mean env reward", start, f"{summary['after']['mean_reward']:+.3f}")
+    else:  # no policy to evaluate (e.g. a reward model): the algorithm's own metrics
+        for column in ("metric", "value"):
+            table.add_column(column, justify="left" if column == "metric" else "right")
+        for key, value in summary.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                table.add_row(key, f"{value:.4g}")
     console.print(table)
     console.print(f"run directory: {summary['run_dir']}")
     if summary.get("learning_curve"):
         console.print(f"learning curve: {summary['learning_curve']}")
-    console.print(f"trained model: {summary['model_dir']}  ({summary['wall_seconds']:.0f} s)")
+    if summary.get("model_dir"):
+        console.print(f"trained model: {summary['model_dir']}")
+    console.print(f"wall time: {summary['wall_seconds']:.0f} s")
 
 
 def _run_training(config: Any, as_json: bool, title: str) -> dict[str, Any] | None:
@@ -197,12 +204,12 @@ def train(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Train an agent from a YAML experiment config (configs/*.yaml)."""
-    from llm_trainer.algorithms.config import ExperimentConfig
-    from llm_trainer.core.config import load_config
+    """Train an agent from a YAML experiment config (configs/*.yaml): any registered
+    algorithm, or your own (algorithm: package.module:Class or file.py:Class)."""
+    from llm_trainer.algorithms.config import load_experiment
 
     try:
-        experiment = load_config(ExperimentConfig, config, overrides or ())
+        experiment = load_experiment(config, overrides or ())
     except UserError as exc:
         _fail(exc)
         return
@@ -225,22 +232,27 @@ def quickstart(
     ] = False,
     ppo_overrides: Annotated[
         list[str] | None,
-        typer.Option("--ppo-set", help="Override a field of the PPO phase's config."),
+        typer.Option("--ppo-set", help="Override a field of the PPO phase's config (with --ppo)."),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """The main job: build the tiny model, teach it the calculator (SFT on oracle
     demonstrations), and compare held-out success before and after."""
-    from llm_trainer.algorithms.config import quickstart_config, quickstart_ppo_config
-    from llm_trainer.core.config import apply_overrides, build, to_dict
+    from dataclasses import replace
+
+    from llm_trainer.algorithms.config import (
+        override_experiment,
+        quickstart_config,
+        quickstart_ppo_config,
+    )
 
     try:
-        experiment = quickstart_config()
-        if overrides:
-            experiment = build(type(experiment), apply_overrides(to_dict(experiment), overrides))
-        rl = quickstart_ppo_config("<the SFT model>", output_dir=experiment.output_dir)
-        if ppo_overrides:
-            rl = build(type(rl), apply_overrides(to_dict(rl), ppo_overrides))
+        if ppo_overrides and not ppo:
+            raise UserError("--ppo-set configures the PPO phase: add --ppo (or drop --ppo-set)")
+        experiment = override_experiment(quickstart_config(), overrides or ())
+        rl = override_experiment(
+            quickstart_ppo_config(output_dir=experiment.output_dir), ppo_overrides or ()
+        )
     except UserError as exc:
         _fail(exc)
         return
@@ -248,10 +260,8 @@ def quickstart(
     sft = _run_training(experiment, as_json and not ppo, title)
     if sft is None or not ppo:
         return
-    from dataclasses import replace
-
     rl = replace(rl, model=replace(rl.model, path=str(sft["model_dir"])))
-    title = f"Calculator-v0 difficulty {rl.ppo.difficulty}: before and after PPO"
+    title = f"Calculator-v0 difficulty {rl.settings.difficulty}: before and after PPO"
     summary = _run_training(rl, False, title)
     if summary is not None and as_json:
         summary = {
@@ -260,6 +270,46 @@ def quickstart(
             "wall_seconds": round(sft["wall_seconds"] + summary["wall_seconds"], 2),
         }
         print(json.dumps(summary))
+
+
+@app.command()
+def algorithms(as_json: JsonFlag = False) -> None:
+    """List the registered algorithms (built-in and installed plug-ins) with their settings."""
+    from rich.markup import escape
+
+    from llm_trainer.algorithms.registry import describe_algorithms
+
+    try:
+        described = describe_algorithms()
+    except UserError as exc:
+        _fail(exc)
+        return
+    for algo in described:
+        table = Table(
+            title=f"{algo['name']}: {algo['description']}",
+            caption=f"{algo['reference']} ({algo['source']}); reads "
+            f"{', '.join(algo['sections'])} and {algo['name']}",
+            title_justify="left",
+        )
+        for column in ("setting", "type", "default", "help"):
+            table.add_column(column, overflow="fold")
+        for f in algo["fields"]:
+            table.add_row(
+                *(
+                    escape(text)
+                    for text in (
+                        f"{algo['name']}.{f['name']}",
+                        f["type"],
+                        repr(f["default"]),
+                        f["help"],
+                    )
+                )
+            )
+        if not algo["fields"]:
+            table.add_row("(none)", "", "", "")
+        console.print(table)
+    if as_json:
+        print(json.dumps({"algorithms": described}, default=str))
 
 
 _AGENT_HELP = (

@@ -1,17 +1,72 @@
 """Typed experiment configs: what ``llm-trainer train --config FILE`` reads.
 
-YAML files in ``configs/`` map onto :class:`ExperimentConfig` through
-:func:`llm_trainer.core.config.load_config`; ``--set train.learning_rate=3e-3`` overrides any
+An experiment is the shared sections every algorithm understands (``model``, ``data``,
+``train``, ``reward``, ``eval``) plus the settings of its algorithm, under a section named
+after it (``ppo:`` for ``algorithm: ppo``; the algorithm's ``config_class``)::
+
+    name: calculator_ppo
+    algorithm: ppo            # a registered name, package.module:Class or file.py:Class
+    model: {path: runs/<run>/final_model, system_prompt: ""}
+    ppo: {env_id: LLMTrainer/Calculator-v0, difficulty: 2}
+
+:func:`load_experiment` reads it strictly: duplicate keys, unknown fields (with a "did you
+mean"), wrong types, values outside a field's range or choices, unknown env ids and
+difficulties, missing files, a section the algorithm does not read, and a precision the
+hardware lacks are all :class:`~llm_trainer.core.errors.ConfigError`\\ s that name the field,
+before a run directory or a model exists. ``--set train.learning_rate=3e-3`` overrides any
 field. Every field's docstring is its help.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from llm_trainer.agents.tinylm import TinyLMConfig
-from llm_trainer.core.errors import ConfigError
+from llm_trainer.core.config import (
+    NON_NEGATIVE,
+    POSITIVE,
+    Range,
+    apply_overrides,
+    build,
+    check_ranges,
+    read_yaml_mapping,
+    to_dict,
+)
+from llm_trainer.core.errors import ConfigError, UnknownEnvError, suggest
+
+PositiveInt = Annotated[int, Range(ge=1)]
+NonNegativeInt = Annotated[int, NON_NEGATIVE]
+
+
+def check_env(env_id: str, difficulty: int | None, section: str) -> None:
+    """Raise :class:`ConfigError` for an unregistered ``env_id`` or a difficulty the env does
+    not have, naming ``section.env_id`` / ``section.difficulty`` and what is allowed."""
+    from llm_trainer.envs.registration import spec
+
+    try:
+        env = spec(env_id)
+    except UnknownEnvError as exc:
+        raise ConfigError(f"{section}.env_id: {exc}") from None
+    allowed = env.capabilities.difficulties
+    if difficulty is not None and allowed and difficulty not in allowed:
+        raise ConfigError(
+            f"{section}.difficulty: {env_id} has difficulties {list(allowed)}, got {difficulty}"
+        )
+
+
+def check_file(path: str | None, name: str, what: str = "file") -> None:
+    """Raise :class:`ConfigError` when ``path`` is set but is not an existing file (``what``
+    ``directory``: an existing directory)."""
+    if path is None:
+        return
+    p = Path(path)
+    ok = p.is_dir() if what == "directory" else p.is_file()
+    if not ok:
+        raise ConfigError(f"{name}: {path} is not an existing {what}")
 
 
 @dataclass(frozen=True)
@@ -25,6 +80,22 @@ class ModelConfig:
     """The system prompt the agent sees: ``None`` keeps the env's; ``""`` drops its text (the
     chat template still lists the tools). Short prompts train much faster on a CPU."""
 
+    def __post_init__(self) -> None:
+        if self.path != "tiny" and not (Path(self.path) / "config.json").is_file():
+            raise ConfigError(
+                f"model.path: {self.path} is not a Hugging Face model directory (no "
+                "config.json); use 'tiny' for the embedded default model"
+            )
+
+
+#: The envs whose tools the ``templates`` and ``teacher`` strategies cover.
+TOOLS_OF_ENV: Mapping[str, tuple[str, ...]] = {
+    "LLMTrainer/Calculator-v0": ("calculator",),
+    "LLMTrainer/Weather-v0": ("weather",),
+    "LLMTrainer/Search-v0": ("search",),
+    "LLMTrainer/MultiTool-v0": ("calculator", "weather", "search"),
+}
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -34,85 +105,94 @@ class DataConfig:
     """The env the data is collected in."""
     difficulty: int = 1
     """Its difficulty."""
-    episodes: int = 4000
+    episodes: PositiveInt = 4000
     """How many trajectories (for DPO: prompts) to build."""
-    first_seed: int = 0
+    first_seed: NonNegativeInt = 0
     """Training seeds are ``first_seed .. first_seed + episodes - 1``."""
     toolbench_path: str | None = None
     """A ToolBench-format JSON file (``toolbench`` strategy; synthetic data when unset)."""
-    teacher_threshold: float = 0.1
+    teacher_threshold: Annotated[float, Range(ge=0)] = 0.1
     """Minimum loss reduction for a tool call to be kept (``teacher`` strategy)."""
 
     def __post_init__(self) -> None:
-        if self.episodes < 1:
-            raise ConfigError(f"data.episodes must be >= 1, got {self.episodes}")
+        check_ranges(self, "data")
+        check_env(self.env_id, self.difficulty, "data")
+        if self.strategy in ("templates", "teacher") and self.env_id not in TOOLS_OF_ENV:
+            raise ConfigError(
+                f"data.env_id: the {self.strategy} strategy covers {sorted(TOOLS_OF_ENV)}, "
+                f"not {self.env_id!r}"
+            )
+        check_file(self.toolbench_path, "data.toolbench_path")
 
 
 @dataclass(frozen=True)
 class LoRAConfig:
     enabled: bool = False
     """Train low-rank adapters (peft) instead of every weight."""
-    r: int = 16
+    r: PositiveInt = 16
     """Adapter rank."""
-    alpha: int = 32
+    alpha: PositiveInt = 32
     """Adapter scaling (``alpha / r`` multiplies the update)."""
-    dropout: float = 0.0
+    dropout: Annotated[float, Range(ge=0, lt=1)] = 0.0
     """Dropout on the adapter input."""
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     """Module names that get adapters."""
 
+    def __post_init__(self) -> None:
+        check_ranges(self, "train.lora")
+        if self.enabled and not self.target_modules:
+            raise ConfigError("train.lora.target_modules: name at least one module")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    max_steps: int = 300
+    max_steps: PositiveInt = 300
     """Optimizer steps."""
-    batch_size: int = 32
+    batch_size: PositiveInt = 32
     """Sequences per device per micro-batch."""
-    grad_accum: int = 1
+    grad_accum: PositiveInt = 1
     """Micro-batches per optimizer step."""
-    learning_rate: float = 2e-3
+    learning_rate: Annotated[float, Range(gt=0, le=1)] = 2e-3
     """Peak learning rate (AdamW)."""
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
     """Learning-rate schedule after warm-up."""
-    warmup_steps: int = 20
+    warmup_steps: NonNegativeInt = 20
     """Linear warm-up steps."""
-    weight_decay: float = 0.0
+    weight_decay: Annotated[float, Range(ge=0)] = 0.0
     """AdamW weight decay."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: Annotated[float, Range(gt=0)] = 1.0
     """Gradient clipping."""
-    max_length: int = 512
+    max_length: PositiveInt = 512
     """Longest training sequence in tokens (longer ones are truncated)."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """``auto``: bf16 on a GPU that supports it, else fp32 (TRL's bf16 default fails on CPU)."""
-    logging_steps: int = 10
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the model trains and generates: ``auto`` is the GPU when there is one."""
+    logging_steps: PositiveInt = 10
     """Log the loss every N steps."""
-    save_steps: int = 0
+    save_steps: NonNegativeInt = 0
     """Checkpoint every N steps (0: only at the end)."""
-    save_total_limit: int = 2
+    save_total_limit: PositiveInt = 2
     """Checkpoints kept."""
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     """Low-rank adapters."""
-    threads: int = 0
-    """torch CPU threads (0: one per core)."""
+    threads: NonNegativeInt = 0
+    """torch CPU threads during training (0: torch's default); restored afterwards."""
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "batch_size", "grad_accum", "max_length"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise ConfigError(f"train.learning_rate must be > 0, got {self.learning_rate}")
+        check_ranges(self, "train")
+        if self.precision in ("bf16", "fp16") or self.device == "cuda":
+            import torch
 
-
-@dataclass(frozen=True)
-class DPOSettings:
-    beta: float = 0.1
-    """Strength of the KL anchor to the reference model."""
-    samples_per_prompt: int = 4
-    """Completions sampled per prompt to find a success and a failure."""
-    temperature: float = 1.0
-    """Sampling temperature when collecting pairs."""
-    loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
-    """TRL DPO loss."""
+            if not torch.cuda.is_available():
+                what = (
+                    f"train.precision: {self.precision!r}"
+                    if self.precision != "auto"
+                    else "train.device: 'cuda'"
+                )
+                raise ConfigError(
+                    f"{what} needs a GPU and this machine has none; use 'auto' (fp32 on a CPU)"
+                )
 
 
 @dataclass(frozen=True)
@@ -127,7 +207,7 @@ class RewardConfig:
     tools well and answer wrongly. See :mod:`llm_trainer.algorithms.rewards`.
     """
 
-    env_weight: float = 1.0
+    env_weight: Annotated[float, Range(ge=0)] = 1.0
     """Weight of the env's own reward (0 with a reward model: learn from the model only)."""
     format_bonus: float = 0.0
     """Added at the end when every action was well-formed (``format_ok``)."""
@@ -135,148 +215,22 @@ class RewardConfig:
     """Added at the end when the called tools are exactly right (``tool_correct``)."""
     execution_bonus: float = 0.0
     """Added at the end when every tool call ran without error (``exec_ok``)."""
-    step_penalty: float = 0.0
+    step_penalty: Annotated[float, Range(ge=0)] = 0.0
     """Subtracted at every step (favours short episodes)."""
     reward_model_path: str | None = None
     """A reward model directory trained by ``algorithm: reward_model`` (scores episodes)."""
-    reward_model_weight: float = 0.0
+    reward_model_weight: Annotated[float, Range(ge=0)] = 0.0
     """Weight of the reward model's score, added at the end of each episode."""
 
     def __post_init__(self) -> None:
+        check_ranges(self, "reward")
         if self.reward_model_weight and self.reward_model_path is None:
             raise ConfigError("reward.reward_model_weight needs reward.reward_model_path")
         if self.env_weight == 0 and not self.reward_model_weight:
             raise ConfigError(
                 "reward: env_weight is 0 and no reward model is weighted: nothing to learn from"
             )
-
-
-@dataclass(frozen=True)
-class PPOSettings:
-    """PPO over multi-turn episodes (``algorithm: ppo``); ``train.max_steps`` counts iterations
-    (one rollout phase, then ``update_epochs`` passes over it)."""
-
-    env_id: str = "LLMTrainer/Calculator-v0"
-    """The env PPO interacts with."""
-    difficulty: int = 2
-    """Its difficulty."""
-    episodes_per_iteration: int = 64
-    """Episodes collected (in lockstep) per iteration."""
-    first_seed: int = 500_000
-    """Training episodes use seeds from here on (disjoint from data and held-out seeds)."""
-    update_epochs: int = 2
-    """Passes over each iteration's episodes."""
-    num_minibatches: int = 2
-    """Optimizer steps per epoch (each over ``1/num_minibatches`` of the episodes)."""
-    clip_range: float = 0.2
-    """Policy ratio clipping."""
-    clip_range_value: float = 0.2
-    """Value clipping around the old values (0: off)."""
-    vf_coef: float = 0.5
-    """Weight of the value loss."""
-    ent_coef: float = 0.0
-    """Weight of the entropy bonus."""
-    gamma: float = 1.0
-    """Discount over generated tokens."""
-    gae_lambda: float = 0.95
-    """GAE lambda."""
-    kl_coef: float = 0.05
-    """Weight of the KL to the frozen reference policy."""
-    kl_mode: Literal["reward", "loss"] = "reward"
-    """``reward``: -kl_coef * (log p - log p_ref) per token in the reward (InstructGPT);
-    ``loss``: an added KL loss term (k3 estimator)."""
-    value_lr_multiplier: float = 10.0
-    """The value head's (and value model's) learning rate is ``train.learning_rate`` times
-    this: it starts from zero and must catch up with the returns quickly."""
-    value_model: Literal["head", "separate"] = "head"
-    """``head``: a value head on the policy's last hidden state; ``separate``: a copy of the
-    initial model with its own value head (no shared gradients)."""
-    whiten_advantages: bool = True
-    """Normalise advantages over the iteration's tokens."""
-    target_kl: float | None = None
-    """Stop an iteration's epochs early when the approximate KL to the rollout policy passes it."""
-    temperature: float = 1.0
-    """Sampling temperature of rollouts. The policy PPO optimises is the tempered
-    distribution: at 1.0 the update uses the log-probs recorded at sampling time; otherwise
-    they are recomputed at this temperature (from the same weights) before the update."""
-    max_new_tokens: int = 80
-    """Generation budget per turn (a calculator call is about 63 tokens of the tiny model)."""
-    backend: Literal["transformers", "vllm"] = "transformers"
-    """Rollout generation: the model in this process, or a vLLM engine whose weights are synced
-    from the trained model every iteration."""
-
-    def __post_init__(self) -> None:
-        positive = ("episodes_per_iteration", "update_epochs", "num_minibatches", "max_new_tokens")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"ppo.{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_minibatches > self.episodes_per_iteration:
-            raise ConfigError(
-                f"ppo.num_minibatches ({self.num_minibatches}) must be <= "
-                f"ppo.episodes_per_iteration ({self.episodes_per_iteration})"
-            )
-        for name in ("gamma", "gae_lambda"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ConfigError(f"ppo.{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.temperature <= 0:
-            raise ConfigError(f"ppo.temperature must be > 0, got {self.temperature}")
-
-
-@dataclass(frozen=True)
-class GRPOSettings:
-    """GRPO through TRL's ``GRPOTrainer`` on an env (``algorithm: grpo``); ``train.max_steps``
-    counts optimizer steps."""
-
-    env_id: str = "LLMTrainer/MultiTool-v0"
-    """The env GRPO trains on (prompts are its reset observations)."""
-    difficulty: int = 1
-    """Its difficulty."""
-    prompts: int = 256
-    """Distinct training episodes (reset seeds) in the prompt dataset."""
-    first_seed: int = 500_000
-    """Their seeds start here."""
-    num_generations: int = 8
-    """Completions (whole episodes) per prompt: the group whose rewards are normalised."""
-    max_completion_length: int = 64
-    """Generation budget per turn."""
-    max_turns: int = 4
-    """Most model turns per episode (tool call, tool result, ... answer)."""
-    temperature: float = 1.0
-    """Sampling temperature."""
-    beta: float = 0.0
-    """KL coefficient to the reference model (0: no reference model, TRL's default)."""
-    epsilon: float = 0.2
-    """Ratio clipping."""
-    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
-    """TRL's loss normalisation."""
-
-    def __post_init__(self) -> None:
-        for name in ("prompts", "num_generations", "max_completion_length", "max_turns"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"grpo.{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_generations < 2:
-            raise ConfigError("grpo.num_generations must be >= 2 (rewards are group-normalised)")
-
-
-@dataclass(frozen=True)
-class RewardModelSettings:
-    """Reward-model training on preference pairs (``algorithm: reward_model``)."""
-
-    pairs: Literal["env", "file"] = "env"
-    """``env``: pairs scored by the env (a successful episode vs a failed one of the same
-    task); ``file``: human-labelled pairs from ``pairs_path``."""
-    pairs_path: str | None = None
-    """JSONL of ``{"prompt": [...messages], "chosen": [...], "rejected": [...]}`` rows."""
-    held_out_fraction: float = 0.2
-    """Pairs kept out of training to measure ranking accuracy."""
-
-    def __post_init__(self) -> None:
-        if self.pairs == "file" and not self.pairs_path:
-            raise ConfigError("reward_model.pairs 'file' needs reward_model.pairs_path")
-        if not 0 < self.held_out_fraction < 1:
-            raise ConfigError(
-                f"reward_model.held_out_fraction must be in (0, 1), got {self.held_out_fraction}"
-            )
+        check_file(self.reward_model_path, "reward.reward_model_path", "directory")
 
 
 @dataclass(frozen=True)
@@ -285,44 +239,53 @@ class EvalConfig:
     """Held-out env."""
     difficulty: int = 1
     """Its difficulty."""
-    episodes: int = 200
+    episodes: PositiveInt = 200
     """Held-out episodes."""
-    episodes_before: int = 50
-    """Held-out episodes for the measurement before training (an untrained model runs every
-    episode to its time limit, so this one is the expensive one; its success is ~0)."""
-    first_seed: int = 1_000_000
+    episodes_before: NonNegativeInt = 50
+    """Held-out episodes for the measurement before training when the model is built from
+    scratch (it runs every episode to its time limit and succeeds ~never); a trained starting
+    model is measured on ``episodes``. 0 skips that measurement."""
+    first_seed: NonNegativeInt = 1_000_000
     """Held-out seeds start here (training seeds start at ``data.first_seed``)."""
-    every_steps: int = 0
+    every_steps: NonNegativeInt = 0
     """Evaluate during training every N steps (0: before and after only)."""
-    max_new_tokens: int = 96
+    max_new_tokens: PositiveInt = 96
     """Generation budget per turn."""
-    batch_size: int = 200
+    batch_size: PositiveInt = 200
     """Envs stepped in lockstep (one batched generation per step)."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "eval")
+        check_env(self.env_id, self.difficulty, "eval")
+
+
+#: The sections every experiment has, whichever its algorithm.
+SHARED_SECTIONS = ("model", "data", "train", "reward", "eval")
+#: Read by every algorithm (others must be declared in ``Algorithm.sections``).
+ALWAYS_READ = ("model", "train", "eval")
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
+    """One experiment: the shared sections and the algorithm's own settings.
+
+    ``settings`` is an instance of the algorithm's ``config_class`` (its YAML section is named
+    after the algorithm); ``None`` takes its defaults.
+    """
+
     name: str = "calculator_sft"
     """Run name (the run directory is ``output_dir/<timestamp>_<name>``)."""
-    algorithm: Literal["sft", "dpo", "ppo", "grpo", "reward_model"] = "sft"
-    """The training method (``ppo``/``grpo`` learn online from env rewards; start them from a
-    trained ``model.path``)."""
-    seed: int = 0
+    algorithm: str = "sft"
+    """The algorithm: a registered name (``llm-trainer algorithms`` lists them),
+    ``package.module:Class`` or ``path/to/file.py:Class``."""
+    seed: NonNegativeInt = 0
     """Seeds model initialisation, data order and sampling."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """The model."""
     data: DataConfig = field(default_factory=DataConfig)
-    """The training data."""
+    """The training data (algorithms that learn from a dataset)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation."""
-    dpo: DPOSettings = field(default_factory=DPOSettings)
-    """DPO only."""
-    ppo: PPOSettings = field(default_factory=PPOSettings)
-    """PPO only."""
-    grpo: GRPOSettings = field(default_factory=GRPOSettings)
-    """GRPO only."""
-    reward_model: RewardModelSettings = field(default_factory=RewardModelSettings)
-    """Reward-model training only."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     """The reward of online RL (PPO, GRPO)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -330,7 +293,105 @@ class ExperimentConfig:
     output_dir: str = "runs"
     """Where run directories go."""
     resume: bool = False
-    """Continue the latest run of this name from its last checkpoint."""
+    """Continue the run of this name from its last checkpoint (the config must not change)."""
+    settings: Any = None
+    """The algorithm's settings (its ``config_class``; defaults when ``None``)."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+        if not self.name.strip():
+            raise ConfigError("name: must not be empty")
+        cls = self.algorithm_class()
+        if self.settings is None:
+            object.__setattr__(self, "settings", cls.config_class())
+        elif not isinstance(self.settings, cls.config_class):
+            raise ConfigError(
+                f"{cls.name}: expected {cls.config_class.__name__} settings, got "
+                f"{type(self.settings).__name__}"
+            )
+        for section in SHARED_SECTIONS:
+            if section in ALWAYS_READ or section in cls.sections:
+                continue
+            value = getattr(self, section)
+            if value != type(value)():
+                raise ConfigError(
+                    f"{section}: algorithm {cls.name!r} does not read this section, so these "
+                    f"settings would do nothing; remove it (it reads "
+                    f"{', '.join((*ALWAYS_READ, *cls.sections))} and {cls.name})"
+                )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExperimentConfig:
+        """Build from YAML-shaped data (see :func:`experiment_from_dict`)."""
+        return experiment_from_dict(data)
+
+    def algorithm_class(self) -> Any:
+        """The algorithm class this experiment names (resolved through the registry)."""
+        from llm_trainer.algorithms.registry import get_algorithm
+
+        return get_algorithm(self.algorithm)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The experiment as YAML-ready data, the settings under the algorithm's name."""
+        out = {
+            f.name: to_dict(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if f.name != "settings"
+        }
+        out[self.algorithm_class().name] = to_dict(self.settings)
+        return out
+
+
+def experiment_from_dict(data: Mapping[str, Any], source: str = "") -> ExperimentConfig:
+    """Build an :class:`ExperimentConfig` from YAML-shaped data (see the module docstring).
+
+    Raises:
+        ConfigError: naming the field (and ``source``) for anything wrong.
+    """
+    where = f"{source}: " if source else ""
+    try:
+        data = dict(data)
+        reference = data.get("algorithm", ExperimentConfig.algorithm)
+        from llm_trainer.algorithms.registry import algorithm_entries, get_algorithm
+
+        cls = get_algorithm(reference)
+        settings = build(cls.config_class, data.pop(cls.name, None), cls.name)
+        common = {f.name for f in dataclasses.fields(ExperimentConfig) if f.name != "settings"}
+        for key in data:
+            if key not in common:
+                others = set(algorithm_entries()) - {cls.name}
+                if key in others:
+                    raise ConfigError(
+                        f"{key}: settings of algorithm {key!r}, but this experiment runs "
+                        f"{cls.name!r}; remove the section (or set algorithm: {key})"
+                    )
+                raise ConfigError(
+                    f"{key}: unknown field{suggest(str(key), [*common, cls.name])}; allowed: "
+                    f"{', '.join(sorted(common))} and {cls.name} (the algorithm's settings)"
+                )
+        experiment = build(ExperimentConfig, data)
+        return dataclasses.replace(experiment, settings=settings)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{exc}") from None
+
+
+def load_experiment(
+    path: str | Path | None = None, overrides: Sequence[str] = ()
+) -> ExperimentConfig:
+    """Load an experiment YAML file (or the defaults) with ``--set key=value`` overrides."""
+    data = read_yaml_mapping(path) if path is not None else {}
+    try:
+        data = apply_overrides(data, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+    return experiment_from_dict(data, str(path) if path is not None else "")
+
+
+def override_experiment(config: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
+    """``config`` with ``--set key=value`` overrides applied (checked like a loaded file)."""
+    if not overrides:
+        return config
+    return experiment_from_dict(apply_overrides(config.to_dict(), overrides))
 
 
 def quickstart_config() -> ExperimentConfig:
@@ -349,6 +410,7 @@ def quickstart_config() -> ExperimentConfig:
     """
     return ExperimentConfig(
         name="quickstart",
+        algorithm="sft",
         model=ModelConfig(
             system_prompt="",
             tiny=TinyLMConfig(n_layers=2, hidden_size=192, n_heads=8, intermediate_size=512),
@@ -361,15 +423,19 @@ def quickstart_config() -> ExperimentConfig:
     )
 
 
-def quickstart_ppo_config(model_path: str, *, output_dir: str = "runs") -> ExperimentConfig:
+def quickstart_ppo_config(
+    model_path: str = "tiny", *, output_dir: str = "runs"
+) -> ExperimentConfig:
     """The main job's optional second phase (``llm-trainer quickstart --ppo``): continue the
     SFT agent with PPO on Calculator-v0 difficulty 2 (three operands, words and brackets),
     where the SFT agent is weak, and measure held-out reward and success before and after."""
+    from llm_trainer.algorithms.ppo.config import PPOSettings
+
     return ExperimentConfig(
         name="quickstart_ppo",
         algorithm="ppo",
         model=ModelConfig(path=model_path, system_prompt=""),
-        ppo=PPOSettings(
+        settings=PPOSettings(
             env_id="LLMTrainer/Calculator-v0",
             difficulty=2,
             episodes_per_iteration=64,

@@ -4,8 +4,9 @@ Pairs come from episodes of the same task (same seed). Two trajectories of one t
 history until their first differing action; that history is the DPO prompt, the successful
 episode's action the ``chosen`` completion and the failed one's the ``rejected`` completion.
 
-* ``policy`` pairs: sample several episodes per task from the current model and pair each
-  success with a failure.
+* ``policy`` pairs (on-policy): sample ``samples_per_prompt`` episodes per task from the model
+  being trained, at ``temperature``, and pair each task's success with one of its failures
+  (:func:`policy_pairs`); tasks where every sample succeeded or every one failed give none.
 * ``corrupted`` pairs (negative samples, as in NAT): replay an oracle episode with its final
   answer corrupted, check in the env that it now fails, and pair the two.
 
@@ -16,31 +17,45 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
-from llm_trainer.algorithms.config import DPOSettings, TrainConfig
-from llm_trainer.algorithms.hf import (
-    AtomicCheckpoints,
-    RunLogCallback,
-    apply_lora,
-    last_checkpoint,
-    per_second,
-    tensorboard_callback,
-    training_kwargs,
-)
-from llm_trainer.algorithms.sft import TrainResult
+from llm_trainer.algorithms.base import Algorithm, AlgorithmContext, AlgorithmResult, TrainResult
+from llm_trainer.algorithms.config import PositiveInt, TrainConfig
+from llm_trainer.core.config import POSITIVE, Range, check_ranges
+from llm_trainer.core.errors import UserError
 from llm_trainer.core.records import to_plain
 from llm_trainer.core.rundir import RunDir
-from llm_trainer.core.seeding import preserved_global_rngs
 from llm_trainer.core.trajectory import Trajectory
 from llm_trainer.envs.registration import make
 from llm_trainer.envs.tools import AnswerAction, format_answer, parse_action
+
+
+@dataclass(frozen=True)
+class DPOSettings:
+    """Direct preference optimisation (``algorithm: dpo``) on env-scored pairs."""
+
+    beta: Annotated[float, POSITIVE] = 0.1
+    """Strength of the KL anchor to the reference model (> 0)."""
+    pairs: Literal["corrupted", "policy", "both"] = "corrupted"
+    """Where pairs come from: ``corrupted`` (each ``data`` demonstration against itself with a
+    wrong final answer the env rejects), ``policy`` (on-policy: the model's own samples of the
+    ``data`` tasks, a success against a failure of the same task) or ``both``."""
+    samples_per_prompt: Annotated[int, Range(ge=2)] = 4
+    """``policy`` pairs: episodes sampled per task to find a success and a failure."""
+    temperature: Annotated[float, POSITIVE] = 1.0
+    """``policy`` pairs: sampling temperature."""
+    max_pairs_per_task: PositiveInt = 1
+    """``policy`` pairs: at most this many pairs per task."""
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
+    """TRL DPO loss."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "dpo")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +146,42 @@ def corrupted_pairs(
     return pairs
 
 
+def policy_pairs(
+    context: AlgorithmContext,
+    model: Any,
+    tokenizer: Any,
+    tasks: Sequence[Trajectory],
+    settings: DPOSettings,
+) -> list[PreferencePair]:
+    """On-policy pairs: ``settings.samples_per_prompt`` episodes of each task of ``tasks``
+    (their env, seed and difficulty) sampled from ``model`` at ``settings.temperature``, each
+    task's success paired with one of its failures at their first differing action."""
+    agent = context.agent(
+        model,
+        tokenizer,
+        temperature=settings.temperature,
+        seed=context.seed,
+    )
+    sampled: list[Trajectory] = []
+    by_env: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for t in tasks:
+        by_env[(t.env_id, t.difficulty)].append(t.seed)
+    for (env_id, difficulty), seeds in sorted(by_env.items()):
+        repeated = [s for s in seeds for _ in range(settings.samples_per_prompt)]
+        sampled += context.collect(
+            agent, env_id, repeated, difficulty=difficulty or None, source="policy:dpo"
+        )
+    pairs = pair_trajectories(
+        sampled, context.system_prompt, max_pairs_per_task=settings.max_pairs_per_task
+    )
+    wins = sum(t.success for t in sampled)
+    context.log(
+        f"DPO: sampled {len(sampled)} episodes ({wins} successes) of {len(tasks)} tasks at "
+        f"temperature {settings.temperature}: {len(pairs)} on-policy pairs"
+    )
+    return pairs
+
+
 def _corrupt(answer: str, rng: np.random.Generator) -> str:
     """A plausible wrong answer: a nearby number, or another word."""
     try:
@@ -177,6 +228,8 @@ class DPOTrainer:
         *,
         seed: int = 0,
     ) -> None:
+        from llm_trainer.algorithms.hf import RunLogCallback, apply_lora
+
         self.model = apply_lora(model, config.lora)
         self.tokenizer, self.config, self.settings, self.run = tokenizer, config, settings, run
         self.seed = seed
@@ -184,45 +237,76 @@ class DPOTrainer:
         self.trainer: Any = None
 
     def train(self, pairs: Sequence[PreferencePair], *, resume: bool = False) -> TrainResult:
+        """Train on ``pairs``.
+
+        Raises:
+            UserError: when there are none.
+        """
         import datasets
         from trl.trainer.dpo_config import DPOConfig
         from trl.trainer.dpo_trainer import DPOTrainer as TRLDPOTrainer
 
-        class _DPO(AtomicCheckpoints, TRLDPOTrainer):
-            pass
+        from llm_trainer.algorithms.hf import train_with_trl
 
         if not pairs:
-            raise ValueError("DPO needs at least one preference pair")
-        output_dir = str(self.run.checkpoints)
-        args = DPOConfig(
-            **training_kwargs(self.config, output_dir, self.seed),
-            beta=self.settings.beta,
-            loss_type=[self.settings.loss_type],
-            max_length=self.config.max_length,
-        )
-        dataset = datasets.Dataset.from_list(dpo_rows(pairs))
-        checkpoint = last_checkpoint(output_dir) if resume else None
+            raise UserError(
+                "DPO needs at least one preference pair and none was found (policy pairs need "
+                "tasks the model sometimes solves and sometimes fails: raise dpo.temperature "
+                "or dpo.samples_per_prompt, or use dpo.pairs: corrupted)"
+            )
         # The reference is a frozen copy of the starting policy (with LoRA, TRL uses the base
         # model with the adapters disabled, so no copy is needed).
         reference = None if self.config.lora.enabled else copy.deepcopy(self.model).eval()
-        with preserved_global_rngs():
-            self.trainer = _DPO(
-                model=self.model,
-                ref_model=reference,
-                args=args,
-                train_dataset=dataset,
-                processing_class=self.tokenizer,
-                callbacks=[self.callback, tensorboard_callback(str(self.run.tensorboard))],
-            )
-            start = time.perf_counter()
-            output = self.trainer.train(resume_from_checkpoint=checkpoint)
-            seconds = time.perf_counter() - start
+        self.trainer, result = train_with_trl(
+            TRLDPOTrainer,
+            DPOConfig,
+            train=self.config,
+            run=self.run,
+            seed=self.seed,
+            callback=self.callback,
+            resume=resume,
+            config_kwargs={
+                "beta": self.settings.beta,
+                "loss_type": [self.settings.loss_type],
+                "max_length": self.config.max_length,
+            },
+            model=self.model,
+            ref_model=reference,
+            train_dataset=datasets.Dataset.from_list(dpo_rows(pairs)),
+            processing_class=self.tokenizer,
+        )
         self.model = self.trainer.model
-        tokens = float(self.trainer.state.num_input_tokens_seen)
-        return TrainResult(
-            int(output.global_step),
-            tuple(self.callback.losses),
-            seconds,
-            per_second(tokens, seconds),
-            checkpoint,
+        return result
+
+
+class DPOAlgorithm(Algorithm):
+    """Direct preference optimisation (TRL) on env-scored pairs: corrupted answers or the
+    model's own successes against its failures."""
+
+    name = "dpo"
+    config_class = DPOSettings
+    sections = ("data",)
+
+    def run(self, context: AlgorithmContext) -> AlgorithmResult:
+        settings: DPOSettings = self.config
+        model, tokenizer = context.load_model()
+        trajectories, version = context.training_data(model, tokenizer)
+        pairs: list[PreferencePair] = []
+        if settings.pairs in ("corrupted", "both"):
+            pairs += corrupted_pairs(
+                trajectories, seed=context.seed, system_prompt=context.system_prompt
+            )
+        if settings.pairs in ("policy", "both"):
+            pairs += policy_pairs(context, model, tokenizer, trajectories, settings)
+        context.log(f"DPO: {len(pairs)} env-verified preference pairs ({settings.pairs})")
+        dpo = DPOTrainer(
+            model, tokenizer, context.experiment.train, settings, context.run, seed=context.seed
+        )
+        result = dpo.train(pairs, resume=context.resume)
+        return AlgorithmResult(
+            model=dpo.model,
+            tokenizer=tokenizer,
+            training=result,
+            metrics={"preference_pairs": len(pairs)},
+            dataset_version=version,
         )

@@ -11,8 +11,9 @@ llm-trainer env"):
   is the env's reset observation and carries the seed (``env_seed``), so a rollout can replay
   exactly that episode.
 * :func:`env_rollout_func` (an :class:`EnvRollout`): TRL's ``rollout_func``. It plays the
-  episodes of a batch in lockstep, one batched generation per turn, strictly through the env
-  API (``reset(seed)``, ``step(action)``). The sequence TRL trains on is the prompt followed by
+  episodes of a batch through the episode engine (:func:`~llm_trainer.algorithms.rollout.
+  play_episodes`: lockstep, one batched generation per turn, strictly through the env API)
+  with a :class:`TokenContextPolicy`. The sequence TRL trains on is the prompt followed by
   every generated token and, between the turns, the tokens the chat template puts around the
   env's answer; ``env_mask`` is 1 on generated tokens and 0 on the env's, so tool results are
   context, never targets. The model is conditioned on exactly these token ids while it plays
@@ -38,29 +39,63 @@ optimizer step and the turn: two runs with one seed give the same losses on CPU.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from llm_trainer.algorithms.config import GRPOSettings, RewardConfig, TrainConfig
-from llm_trainer.algorithms.hf import (
-    AtomicCheckpoints,
-    RunLogCallback,
-    apply_lora,
-    last_checkpoint,
-    per_second,
-    tensorboard_callback,
-    training_kwargs,
+from llm_trainer.algorithms.base import Algorithm, AlgorithmContext, AlgorithmResult, TrainResult
+from llm_trainer.algorithms.config import (
+    NonNegativeInt,
+    PositiveInt,
+    RewardConfig,
+    TrainConfig,
+    check_env,
 )
 from llm_trainer.algorithms.rewards import step_rewards
-from llm_trainer.algorithms.sft import TrainResult
-from llm_trainer.core.errors import ConfigError
-from llm_trainer.core.records import METRIC_KEYS, to_plain
+from llm_trainer.algorithms.rollout import close_all, make_envs, play_episodes
+from llm_trainer.core.config import POSITIVE, Range, check_ranges
+from llm_trainer.core.errors import BackendError, BatchActError, ConfigError, UserError
+from llm_trainer.core.records import Generation, to_plain
 from llm_trainer.core.rundir import RunDir
-from llm_trainer.core.seeding import preserved_global_rngs
-from llm_trainer.core.trajectory import Step, Trajectory
+from llm_trainer.core.seeding import derive_seed
+from llm_trainer.core.trajectory import Trajectory
 from llm_trainer.envs.registration import make
+
+
+@dataclass(frozen=True)
+class GRPOSettings:
+    """GRPO through TRL's ``GRPOTrainer`` on an env (``algorithm: grpo``); ``train.max_steps``
+    counts optimizer steps."""
+
+    env_id: str = "LLMTrainer/MultiTool-v0"
+    """The env GRPO trains on (prompts are its reset observations)."""
+    difficulty: int = 1
+    """Its difficulty."""
+    prompts: PositiveInt = 256
+    """Distinct training episodes (reset seeds) in the prompt dataset."""
+    first_seed: NonNegativeInt = 500_000
+    """Their seeds start here."""
+    num_generations: Annotated[int, Range(ge=2)] = 8
+    """Completions (whole episodes) per prompt: the group whose rewards are normalised (>= 2)."""
+    max_completion_length: PositiveInt = 64
+    """Generation budget per turn."""
+    max_turns: PositiveInt = 4
+    """Most model turns per episode (tool call, tool result, ... answer)."""
+    temperature: Annotated[float, POSITIVE] = 1.0
+    """Sampling temperature."""
+    beta: Annotated[float, Range(ge=0)] = 0.0
+    """KL coefficient to the reference model (0: no reference model, TRL's default)."""
+    epsilon: Annotated[float, POSITIVE] = 0.2
+    """Ratio clipping."""
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "dapo"
+    """TRL's loss normalisation."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "grpo")
+        check_env(self.env_id, self.difficulty, "grpo")
+
 
 SEED_KEY = "env_seed"
 """The key of the user message that carries the episode's reset seed."""
@@ -170,25 +205,203 @@ class RolloutStats:
 
 
 @dataclass
-class _Live:
-    """An episode being played."""
+class _Context:
+    """One slot's episode: the chat so far and the exact token context the model reads."""
 
-    env: Any
-    seed: int
-    prompt: str
-    reset_info: Mapping[str, Any]
-    tools: list[dict[str, Any]] | None
     messages: list[dict[str, str]]
+    tools: list[dict[str, Any]] | None
     rendered: list[int]
-    """The chat template's rendering of ``messages`` with the generation prompt."""
-    prompt_ids: list[int]
+    """The chat template's rendering of ``messages`` (with the generation prompt while the
+    episode runs)."""
     context: list[int]
-    """What the model is conditioned on: the prompt and every completion token so far."""
-    mask: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
-    finished: bool = False
-    done: bool = False
+    """What the model is conditioned on: the prompt and every token since."""
+    generations: list[Generation] = field(default_factory=list)
+
+
+class TokenContextPolicy:
+    """A policy acting with a causal LM on exact token contexts (GRPO's rollouts).
+
+    Each slot's context is the rendered prompt, then, turn after turn, the tokens the model
+    generated and the tokens the chat template puts around the env's answer (found by
+    rendering the longer conversation, which must extend the shorter one token for token). So
+    the model is conditioned on exactly the ids TRL later trains on, never on re-tokenised text;
+    :meth:`last_generation` records them for the engine.
+
+    Args:
+        backend: A :class:`~llm_trainer.agents.backends.transformers_backend.
+            TransformersBackend` around the model.
+        tokenizer: Its tokenizer (with a prefix-preserving chat template).
+        max_new_tokens: Generation budget per turn.
+        temperature: Sampling temperature (0: greedy).
+        seed: Seeds sampling, with the turn number (a private generator).
+        system_prompt: Replaces the env's system prompt (``None`` keeps it).
+        expected_prompts: Per slot, the task the dataset's prompt showed; a reset observation
+            that differs is a :class:`~llm_trainer.core.errors.UserError`.
+        env_id: For error messages.
+    """
+
+    def __init__(
+        self,
+        backend: Any,
+        tokenizer: Any,
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        seed: object,
+        system_prompt: str | None = None,
+        expected_prompts: Mapping[int, str | None] | None = None,
+        env_id: str = "",
+    ) -> None:
+        self.backend, self.tokenizer = backend, tokenizer
+        self.max_new_tokens, self.temperature, self.seed = max_new_tokens, temperature, seed
+        self.system_prompt, self.env_id = system_prompt, env_id
+        self.expected = dict(expected_prompts or {})
+        self.context_limit: int | None = backend.max_context
+        self._slots: dict[int, _Context | None] = {}
+        self._turn = 0
+
+    def reset(self, *, seed: int | None = None, slot: int | None = None) -> None:
+        if slot is None:
+            self._slots = {}
+        else:
+            self._slots[slot] = None
+
+    def act(self, observation: str, info: Mapping[str, Any]) -> str:
+        return self.act_batch([observation], [info])[0]
+
+    def last_generation(self, slot: int = 0) -> Generation | None:
+        state = self._slots.get(slot)
+        return state.generations[-1] if state is not None and state.generations else None
+
+    def act_batch(
+        self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        """One action per entry (``infos[i]["slot"]``), from one batched generation.
+
+        Raises:
+            UserError: for a task that differs from the dataset's prompt, or a prompt with no
+                room left in the model's context.
+            BatchActError: for episodes whose context filled up (their siblings' actions are
+                in it).
+        """
+        from llm_trainer.agents.backends.base import DEFAULT_STOP, SamplingConfig
+
+        slots = [int(info.get("slot", i)) for i, info in enumerate(infos)]
+        errors: dict[int, BackendError] = {}
+        for slot, observation, info in zip(slots, observations, infos, strict=True):
+            state = self._slots.get(slot)
+            if state is None:
+                state = self._slots[slot] = self._start(slot, str(observation), info)
+            else:
+                self._extend(state, str(observation), info)
+            limit = self.context_limit
+            if limit is not None and len(state.context) >= limit - 1:
+                if not state.generations:
+                    raise UserError(
+                        f"{self.env_id}: the prompt has {len(state.context)} tokens, no room "
+                        f"in the model's context of {limit} (shorten the system prompt)"
+                    )
+                errors[slot] = BackendError(
+                    f"context full: {len(state.context)} of {limit} tokens after "
+                    f"{len(state.generations)} turns"
+                )
+        live = [s for s in slots if s not in errors]
+        self._turn += 1
+        params = SamplingConfig(
+            temperature=self.temperature,
+            max_new_tokens=self.max_new_tokens,
+            seed=derive_seed(self.seed, self._turn),
+            stop=DEFAULT_STOP,
+        )
+        contexts = []
+        for s in live:
+            state = self._slots[s]
+            assert state is not None
+            contexts.append(state.context)
+        generations = self.backend.generate(contexts, params) if contexts else []
+        actions: dict[int, str] = {}
+        for slot, [generation] in zip(live, generations, strict=True):
+            state = self._slots[slot]
+            assert state is not None
+            record = Generation(
+                text=generation.text,
+                prompt_token_ids=tuple(state.context),
+                token_ids=tuple(generation.token_ids),
+                logprobs=tuple(generation.logprobs),
+                finish_reason=generation.finish_reason,
+            )
+            state.generations.append(record)
+            state.context += list(generation.token_ids)
+            state.messages.append({"role": "assistant", "content": generation.text})
+            actions[slot] = generation.text
+        if errors:
+            raise BatchActError(
+                f"{self.env_id}: {len(errors)} episode(s) ran out of context",
+                actions=[actions.get(s) for s in slots],
+                errors=errors,
+            )
+        return [actions[s] for s in slots]
+
+    def _start(self, slot: int, observation: str, info: Mapping[str, Any]) -> _Context:
+        expected = self.expected.get(slot)
+        if expected is not None and observation != expected:
+            raise UserError(
+                f"{self.env_id}: the env shows {observation[:80]!r}, but the prompt shows "
+                f"{expected[:80]!r}: build the dataset with env_prompt_dataset for the same env "
+                "and difficulty"
+            )
+        system = (
+            str(info.get("system_prompt", "")) if self.system_prompt is None else self.system_prompt
+        )
+        messages = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": observation},
+        ]
+        tools = to_plain(info.get("tools")) or None
+        rendered = _render(self.tokenizer, messages, tools, generation_prompt=True)
+        return _Context(messages, tools, rendered, list(rendered))
+
+    def _extend(self, state: _Context, observation: str, info: Mapping[str, Any]) -> None:
+        """Append the env's answer (and the next generation prompt) as context tokens."""
+        action = state.messages[-1]["content"]
+        action_ids = self.tokenizer.encode(action, add_special_tokens=False)
+        state.messages.append({"role": str(info.get("role", "user")), "content": observation})
+        closing = _render(self.tokenizer, state.messages, state.tools, generation_prompt=True)
+        cut = len(state.rendered) + len(action_ids)
+        if (
+            closing[: len(state.rendered)] != state.rendered
+            or closing[len(state.rendered) : cut] != action_ids
+        ):
+            raise UserError(
+                "the tokenizer's chat template is not prefix-preserving (rendering a longer "
+                "conversation changed the tokens of the earlier turns): multi-turn rollouts need "
+                "one that is"
+            )
+        bridge = closing[cut:]
+        tokens = state.generations[-1].token_ids
+        # A turn the model closed itself (its end-of-sequence token) is not closed again.
+        if tokens and bridge and tokens[-1] == bridge[0] and tokens[-1] in _eos_ids(self.tokenizer):
+            bridge = bridge[1:]
+        state.context += bridge
+        state.rendered = closing
+
+
+def episode_tokens(
+    trajectory: Trajectory,
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[float, ...]]:
+    """``(prompt_ids, completion_ids, env_mask, logprobs)`` of an episode played by a
+    :class:`TokenContextPolicy`: its first prompt, then every generated token (mask 1, its
+    log-prob) and the context tokens between turns (mask 0, log-prob 0)."""
+    from llm_trainer.algorithms.ppo.core import pack_episode
+
+    rows = pack_episode(trajectory, [0.0] * len(trajectory.steps))
+    if len(rows) != 1:
+        raise ValueError(
+            f"episode seed={trajectory.seed}: the turns' contexts do not extend each other"
+        )
+    [row] = rows
+    n = len(trajectory.steps[0].prompt_token_ids)
+    return row.tokens[:n], row.tokens[n:], row.action_mask[n:], row.logprobs[n:]
 
 
 class EnvRollout:
@@ -235,6 +448,11 @@ class EnvRollout:
         self.stats = RolloutStats()
         self.last_episodes: list[EnvEpisode] = []
         """The episodes of the latest call (what TRL was given)."""
+
+    def close(self) -> None:
+        """Close the envs."""
+        close_all(self._envs)
+        self._envs = []
 
     # -- TRL's protocol ------------------------------------------------------------------------
 
@@ -284,167 +502,68 @@ class EnvRollout:
 
         ``temperature`` 0 is greedy. ``sampling_seed`` (any hashable) seeds a private
         generator. ``expected_prompts`` are the tasks the prompts showed: a reset observation
-        that differs (a dataset built for another env or difficulty) raises ``ValueError``.
+        that differs (a dataset built for another env or difficulty) raises ``UserError``.
         """
-        from llm_trainer.agents.backends.base import DEFAULT_STOP, SamplingConfig, derive_seed
         from llm_trainer.agents.backends.transformers_backend import TransformersBackend
 
         start = time.perf_counter()
-        while len(self._envs) < len(seeds):
-            self._envs.append(make(self.env_id, **self.env_kwargs))
-        live = [
-            self._start(
-                self._envs[i],
-                int(seed),
-                tokenizer,
-                None if not expected_prompts else expected_prompts[i],
+        if len(self._envs) < len(seeds):
+            self._envs += make_envs(
+                self.env_id, len(seeds) - len(self._envs), env_kwargs=self.env_kwargs
             )
-            for i, seed in enumerate(seeds)
-        ]
-        backend = TransformersBackend(model, tokenizer)
-        context_limit = backend.max_context
-        for e in live:
-            if context_limit is not None and len(e.context) >= context_limit - 1:
-                raise ValueError(
-                    f"{self.env_id} seed {e.seed}: the prompt has {len(e.context)} tokens, no "
-                    f"room in the model's context of {context_limit} (shorten the system prompt)"
-                )
+        policy = TokenContextPolicy(
+            TransformersBackend(model, tokenizer),
+            tokenizer,
+            max_new_tokens=self.max_new_tokens,
+            temperature=temperature,
+            seed=(self.seed, sampling_seed),
+            system_prompt=self.system_prompt,
+            expected_prompts=dict(enumerate(expected_prompts or ())),
+            env_id=self.env_id,
+        )
         was_training = bool(getattr(model, "training", False))
         model.eval()
         try:
-            for turn in range(self.max_turns):
-                active = [e for e in live if not e.done]
-                if context_limit is not None:
-                    for e in active:
-                        if len(e.context) >= context_limit - 1:
-                            e.done = True  # no room left for another turn
-                    active = [e for e in active if not e.done]
-                if not active:
-                    break
-                params = SamplingConfig(
-                    temperature=temperature,
-                    max_new_tokens=self.max_new_tokens,
-                    seed=derive_seed(self.seed, sampling_seed, turn),
-                    stop=DEFAULT_STOP,
-                )
-                generations = backend.generate([e.context for e in active], params)
-                for e, [generation] in zip(active, generations, strict=True):
-                    self._step(e, generation, tokenizer)
+            played = play_episodes(
+                self._envs[: len(seeds)],
+                policy,
+                [int(s) for s in seeds],
+                source="policy:grpo",
+                max_turns=self.max_turns,
+            )
         finally:
             if was_training:
                 model.train()
-        episodes = self._finish(live)
+        episodes = self._finish([e.trajectory for e in played])
         self.stats.episodes += len(episodes)
         self.stats.generated_tokens += sum(e.generated_tokens for e in episodes)
         self.stats.generation_seconds += time.perf_counter() - start
         return episodes
 
-    def _start(self, env: Any, seed: int, tokenizer: Any, expected: str | None) -> _Live:
-        observation, info = env.reset(seed=seed)
-        if expected is not None and str(observation) != expected:
-            raise ValueError(
-                f"{self.env_id} reset with seed {seed} shows {str(observation)[:80]!r}, but the "
-                f"prompt shows {expected[:80]!r}: build the dataset with env_prompt_dataset for "
-                f"the same env and difficulty ({self.env_kwargs or 'defaults'})"
-            )
-        system = (
-            str(info.get("system_prompt", "")) if self.system_prompt is None else self.system_prompt
-        )
-        messages = [
-            {"role": "system", "content": system},
-            {"role": "user", "content": str(observation)},
-        ]
-        tools = to_plain(info.get("tools")) or None
-        rendered = _render(tokenizer, messages, tools, generation_prompt=True)
-        return _Live(
-            env=env,
-            seed=seed,
-            prompt=str(observation),
-            reset_info=info,
-            tools=tools,
-            messages=messages,
-            rendered=rendered,
-            prompt_ids=list(rendered),
-            context=list(rendered),
-        )
-
-    def _step(self, e: _Live, generation: Any, tokenizer: Any) -> None:
-        """Send one generated action to the env and append the env's answer as context."""
-        tokens, action = list(generation.token_ids), generation.text
-        observation, reward, terminated, truncated, info = e.env.step(action)
-        e.steps.append(
-            Step(
-                action=action,
-                observation=str(observation),
-                role=str(info.get("role", "user")),
-                reward=float(reward),
-                terminated=bool(terminated),
-                truncated=bool(truncated),
-                metrics={k: bool(info.get(k, False)) for k in METRIC_KEYS},
-                prompt_token_ids=tuple(e.context),
-                completion_token_ids=tuple(tokens),
-                logprobs=tuple(generation.logprobs),
-            )
-        )
-        e.context += tokens
-        e.mask += [1] * len(tokens)
-        e.logprobs += [float(lp) for lp in generation.logprobs]
-        action_ids = tokenizer.encode(action, add_special_tokens=False)
-        e.messages.append({"role": "assistant", "content": action})
-        if terminated or truncated:
-            e.finished = e.done = True
-            closing = _render(tokenizer, e.messages, e.tools, generation_prompt=False)
-        else:
-            e.messages.append({"role": str(info.get("role", "user")), "content": str(observation)})
-            closing = _render(tokenizer, e.messages, e.tools, generation_prompt=True)
-        cut = len(e.rendered) + len(action_ids)
-        if closing[: len(e.rendered)] != e.rendered or closing[len(e.rendered) : cut] != action_ids:
-            raise ValueError(
-                "the tokenizer's chat template is not prefix-preserving (rendering a longer "
-                "conversation changed the tokens of the earlier turns): multi-turn rollouts need "
-                "one that is"
-            )
-        bridge = closing[cut:]
-        # A turn the model closed itself (its end-of-sequence token) is not closed again.
-        if tokens and bridge and tokens[-1] == bridge[0] and tokens[-1] in _eos_ids(tokenizer):
-            bridge = bridge[1:]
-        e.context += bridge
-        e.mask += [0] * len(bridge)
-        e.logprobs += [0.0] * len(bridge)
-        e.rendered = closing
-
-    def _finish(self, live: Sequence[_Live]) -> list[EnvEpisode]:
-        trajectories = [
-            Trajectory(
-                env_id=self.env_id,
-                seed=e.seed,
-                difficulty=int(e.reset_info.get("difficulty", 0)),
-                system_prompt=str(e.reset_info.get("system_prompt", "")),
-                tools=tuple(to_plain(e.reset_info.get("tools", ()))),
-                prompt=e.prompt,
-                steps=tuple(e.steps),
-                source="policy:grpo",
-            )
-            for e in live
-        ]
-        scores: list[float | None] = [None] * len(live)
+    def _finish(self, trajectories: Sequence[Trajectory]) -> list[EnvEpisode]:
+        scores: list[float | None] = [None] * len(trajectories)
         if self.reward.reward_model_weight:
             scores = [
                 float(s)
                 for s in self.reward_model.score(trajectories, system_prompt=self.system_prompt)
             ]
-        return [
-            EnvEpisode(
-                trajectory=t,
-                prompt_ids=tuple(e.prompt_ids),
-                completion_ids=tuple(e.context[len(e.prompt_ids) :]),
-                env_mask=tuple(e.mask),
-                logprobs=tuple(e.logprobs),
-                reward=sum(step_rewards(t, self.reward, score)),
-                finished=e.finished,
+        episodes = []
+        for t, score in zip(trajectories, scores, strict=True):
+            if not t.steps:
+                raise RuntimeError(f"{self.env_id} seed {t.seed}: the episode failed: {t.error}")
+            prompt_ids, completion_ids, mask, logprobs = episode_tokens(t)
+            episodes.append(
+                EnvEpisode(
+                    trajectory=t,
+                    prompt_ids=prompt_ids,
+                    completion_ids=completion_ids,
+                    env_mask=mask,
+                    logprobs=logprobs,
+                    reward=sum(step_rewards(t, self.reward, score)),
+                    finished=t.error is None and t.steps[-1].terminated,
+                )
             )
-            for e, t, score in zip(live, trajectories, scores, strict=True)
-        ]
+        return episodes
 
 
 def env_rollout_func(
@@ -563,6 +682,8 @@ class GRPOTrainer:
             seed=seed,
             reward_model=reward_model,
         )
+        from llm_trainer.algorithms.hf import RunLogCallback, apply_lora
+
         self.model = apply_lora(model, train.lora)
         self.tokenizer, self.config, self.settings, self.reward = tokenizer, train, settings, reward
         self.run, self.seed, self.system_prompt = run, seed, system_prompt
@@ -576,77 +697,93 @@ class GRPOTrainer:
 
     def train(self, *, resume: bool = False) -> TrainResult:
         """Run ``train.max_steps`` GRPO steps (continuing the last checkpoint with ``resume``)."""
-        import os
-
-        import torch
         from trl.trainer.grpo_config import GRPOConfig
         from trl.trainer.grpo_trainer import GRPOTrainer as TRLGRPOTrainer
 
-        class _GRPO(AtomicCheckpoints, TRLGRPOTrainer):
-            pass
+        from llm_trainer.algorithms.hf import train_with_trl
 
         s = self.settings
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
-        output_dir = str(self.run.checkpoints)
-        kwargs = training_kwargs(self.config, output_dir, self.seed)
-        # GRPO counts prompt and generated tokens itself; the Trainer's count finds no input ids.
-        kwargs["include_num_input_tokens_seen"] = "no"
-        args = GRPOConfig(
-            **kwargs,
-            num_generations=s.num_generations,
-            max_completion_length=s.max_completion_length * s.max_turns,
-            temperature=s.temperature,
-            beta=s.beta,
-            epsilon=s.epsilon,
-            loss_type=s.loss_type,
-            reward_weights=[1.0, 0.0],  # env_success is only logged
-            remove_unused_columns=False,
-            log_completions=False,
-        )
         dataset = env_prompt_dataset(
             s.env_id,
             range(s.first_seed, s.first_seed + s.prompts),
             difficulty=s.difficulty,
             system_prompt=self.system_prompt,
         )
-        checkpoint = last_checkpoint(output_dir) if resume else None
         silence = os.environ.get("TRL_EXPERIMENTAL_SILENCE")
         os.environ["TRL_EXPERIMENTAL_SILENCE"] = "1"  # rollout_func is "experimental" in TRL
         try:
-            with preserved_global_rngs():
-                trainer = _GRPO(
-                    model=self.model,
-                    reward_funcs=[env_reward, env_success],
-                    args=args,
-                    train_dataset=dataset,
-                    processing_class=self.tokenizer,
-                    rollout_func=self.rollout,
-                    callbacks=[
-                        self.callback,
-                        tensorboard_callback(str(self.run.tensorboard)),
-                        *self.extra_callbacks,
-                    ],
-                )
-                start = time.perf_counter()
-                output = trainer.train(resume_from_checkpoint=checkpoint)
-                seconds = time.perf_counter() - start
+            trainer, result = train_with_trl(
+                TRLGRPOTrainer,
+                GRPOConfig,
+                train=self.config,
+                run=self.run,
+                seed=self.seed,
+                callback=self.callback,
+                callbacks=self.extra_callbacks,
+                resume=resume,
+                config_kwargs={
+                    # GRPO counts prompt and generated tokens itself
+                    "include_num_input_tokens_seen": "no",
+                    "num_generations": s.num_generations,
+                    "max_completion_length": s.max_completion_length * s.max_turns,
+                    "temperature": s.temperature,
+                    "beta": s.beta,
+                    "epsilon": s.epsilon,
+                    "loss_type": s.loss_type,
+                    "reward_weights": [1.0, 0.0],  # env_success is only logged
+                    "remove_unused_columns": False,
+                    "log_completions": False,
+                },
+                model=self.model,
+                reward_funcs=[env_reward, env_success],
+                train_dataset=dataset,
+                processing_class=self.tokenizer,
+                rollout_func=self.rollout,
+            )
         finally:
             if silence is None:
                 os.environ.pop("TRL_EXPERIMENTAL_SILENCE", None)
             else:
                 os.environ["TRL_EXPERIMENTAL_SILENCE"] = silence
-        if self.config.save_steps:
-            trainer._save_checkpoint(trainer.model, None)  # a final, atomic checkpoint
-        trained_tokens = float(trainer.state.num_input_tokens_seen)
         self.model = trainer.model
-        return TrainResult(
-            steps=int(output.global_step),
-            losses=tuple(self.callback.losses),
-            seconds=seconds,
-            tokens_per_second=per_second(trained_tokens, seconds - self.callback.eval_seconds),
-            resumed_from=checkpoint,
+        return result
+
+
+class GRPOAlgorithm(Algorithm):
+    """GRPO through TRL's GRPOTrainer on whole multi-turn episodes of any env (env reward)."""
+
+    name = "grpo"
+    config_class = GRPOSettings
+    sections = ("reward",)
+
+    def run(self, context: AlgorithmContext) -> AlgorithmResult:
+        g: GRPOSettings = self.config
+        experiment = context.experiment
+        model, tokenizer = context.load_model()
+        context.log(
+            f"GRPO: {experiment.train.max_steps} steps, {g.num_generations} episodes per prompt "
+            f"of {g.env_id} (difficulty {g.difficulty})"
         )
+        grpo = GRPOTrainer(
+            model,
+            tokenizer,
+            experiment.train,
+            g,
+            experiment.reward,
+            context.run,
+            seed=context.seed,
+            system_prompt=context.system_prompt,
+            evaluate=context.evaluator(tokenizer),
+            eval_every=experiment.eval.every_steps,
+        )
+        try:
+            result = grpo.train(resume=context.resume)
+        finally:
+            grpo.rollout.close()
+        model = grpo.model
+        if hasattr(model, "merge_and_unload"):  # the RL agent is saved whole: it serves anywhere
+            model = model.merge_and_unload()
+        return AlgorithmResult(model=model, tokenizer=tokenizer, training=result)
 
 
 def _env_kwargs(difficulty: int | None, extra: Mapping[str, Any] | None) -> dict[str, Any]:

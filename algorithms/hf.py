@@ -1,5 +1,10 @@
-"""Plumbing shared by the TRL-backed trainers: precision, arguments, callbacks, checkpoints.
+"""The one scaffold of the TRL-backed trainers (SFT, DPO, GRPO, the reward model).
 
+* :func:`train_with_trl`: builds the TRL trainer (with atomic checkpoints, the run's metrics and
+  TensorBoard callbacks), resumes from the last checkpoint, trains with the process's RNGs and
+  torch thread count restored afterwards, writes a final atomic checkpoint, and returns a
+  :class:`~llm_trainer.algorithms.base.TrainResult` (steps, losses, seconds, tokens/s with
+  held-out evaluation time left out).
 * :func:`precision_kwargs`: bf16 only where the hardware has it (TRL configs default to
   ``bf16=True``, which fails on a CPU).
 * :class:`AtomicCheckpoints`: a Trainer mixin that writes each ``checkpoint-N`` into a staging
@@ -11,18 +16,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from llm_trainer.algorithms.base import TrainResult
 from llm_trainer.algorithms.config import LoRAConfig, TrainConfig
+from llm_trainer.core.errors import ConfigError
 from llm_trainer.core.rundir import RunDir
+from llm_trainer.core.seeding import preserved_global_rngs
 
 
 def precision_kwargs(precision: str) -> dict[str, bool]:
@@ -34,7 +43,10 @@ def precision_kwargs(precision: str) -> dict[str, bool]:
         precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
     if precision in ("bf16", "fp16") and not cuda:
         # Mixed precision gives no speed-up on these CPUs and TRL refuses bf16 without a GPU.
-        raise ValueError(f"train.precision={precision!r} needs a GPU; use 'auto' or 'fp32'")
+        raise ConfigError(
+            f"train.precision: {precision!r} needs a GPU and this machine has none; use 'auto' "
+            "or 'fp32'"
+        )
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
@@ -208,3 +220,82 @@ class RunLogCallback(TrainerCallback):
             if was_training:
                 model.train()
             self.run.log_metrics(state.global_step, {f"eval/{k}": v for k, v in metrics.items()})
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run with ``threads`` torch CPU threads (0: leave torch's setting) and restore the
+    previous count afterwards, so a trainer never changes its caller's process."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def train_with_trl(
+    trainer_class: type[Any],
+    config_class: type[Any],
+    *,
+    train: TrainConfig,
+    run: RunDir,
+    seed: int,
+    callback: RunLogCallback,
+    callbacks: Sequence[Any] = (),
+    resume: bool = False,
+    config_kwargs: Mapping[str, Any] | None = None,
+    before_train: Callable[[Any], None] | None = None,
+    **trainer_kwargs: Any,
+) -> tuple[Any, TrainResult]:
+    """Train with a TRL trainer the way every llm-trainer algorithm does.
+
+    Args:
+        trainer_class: TRL's trainer (``trl.SFTTrainer``, ``DPOTrainer``, ``GRPOTrainer``...).
+        config_class: Its config class; built from ``train`` (:func:`training_kwargs`), then
+            ``config_kwargs`` (which win).
+        train: Optimisation settings.
+        run: The run directory (checkpoints, TensorBoard, ``metrics.jsonl``).
+        seed: Seeds data order and new weights.
+        callback: The run's log callback (its losses and evaluation time go into the result).
+        callbacks: Extra ``transformers.TrainerCallback`` objects.
+        resume: Continue from the last complete checkpoint.
+        config_kwargs: The method's own config fields.
+        before_train: Called with the built trainer before training (checks on its data).
+        **trainer_kwargs: The trainer's arguments (``model``, ``train_dataset``,
+            ``processing_class``, ``ref_model``, ``reward_funcs``...).
+
+    Returns:
+        The TRL trainer and what the training did.
+    """
+
+    class _Trainer(AtomicCheckpoints, trainer_class):  # type: ignore[misc]
+        pass
+
+    output_dir = str(run.checkpoints)
+    args = config_class(**{**training_kwargs(train, output_dir, seed), **dict(config_kwargs or {})})
+    checkpoint = last_checkpoint(output_dir) if resume else None
+    with torch_threads(train.threads), preserved_global_rngs():
+        trainer = _Trainer(
+            args=args,
+            callbacks=[callback, tensorboard_callback(str(run.tensorboard)), *callbacks],
+            **trainer_kwargs,
+        )
+        if before_train is not None:
+            before_train(trainer)
+        start = time.perf_counter()
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+        seconds = time.perf_counter() - start
+        if train.save_steps:
+            trainer._save_checkpoint(trainer.model, None)  # a final, atomic checkpoint
+    tokens = float(trainer.state.num_input_tokens_seen)
+    return trainer, TrainResult(
+        steps=int(output.global_step),
+        losses=tuple(callback.losses),
+        seconds=seconds,
+        tokens_per_second=per_second(tokens, seconds - callback.eval_seconds),
+        resumed_from=checkpoint,
+    )

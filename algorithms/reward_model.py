@@ -32,33 +32,41 @@ from __future__ import annotations
 import copy
 import json
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
-from llm_trainer.algorithms.config import RewardModelSettings, TrainConfig
+from llm_trainer.algorithms.base import Algorithm, AlgorithmContext, AlgorithmResult, TrainResult
+from llm_trainer.algorithms.config import TrainConfig, check_file
 from llm_trainer.algorithms.dpo import PreferencePair, corrupted_pairs, pair_trajectories
-from llm_trainer.algorithms.hf import (
-    AtomicCheckpoints,
-    RunLogCallback,
-    last_checkpoint,
-    per_second,
-    tensorboard_callback,
-    training_kwargs,
-)
-from llm_trainer.algorithms.sft import TrainResult
-from llm_trainer.core.errors import UserError
+from llm_trainer.core.config import Range, check_ranges
+from llm_trainer.core.errors import ConfigError, UserError
 from llm_trainer.core.records import to_plain
 from llm_trainer.core.rundir import RunDir, atomic_directory
-from llm_trainer.core.seeding import preserved_global_rngs
 from llm_trainer.core.trajectory import ROLES, Trajectory
 
-if TYPE_CHECKING:
-    from llm_trainer.algorithms.config import ExperimentConfig
+
+@dataclass(frozen=True)
+class RewardModelSettings:
+    """Reward-model training on preference pairs (``algorithm: reward_model``)."""
+
+    pairs: Literal["env", "file"] = "env"
+    """``env``: pairs scored by the env (a successful episode vs a failed one of the same
+    task); ``file``: human-labelled pairs from ``pairs_path``."""
+    pairs_path: str | None = None
+    """JSONL of ``{"prompt": [...messages], "chosen": [...], "rejected": [...]}`` rows."""
+    held_out_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.2
+    """Pairs kept out of training to measure ranking accuracy."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "reward_model")
+        if self.pairs == "file" and not self.pairs_path:
+            raise ConfigError("reward_model.pairs 'file' needs reward_model.pairs_path")
+        check_file(self.pairs_path, "reward_model.pairs_path")
+
 
 Message = Mapping[str, str]
 METADATA_FILE = "reward_model.json"
@@ -497,6 +505,8 @@ class RewardModelTrainer:
         self.model, self.tokenizer = model, tokenizer
         self.config, self.settings, self.run = train, settings, run
         self.seed, self.system_prompt = seed, system_prompt
+        from llm_trainer.algorithms.hf import RunLogCallback
+
         self.extra_callbacks = list(callbacks)
         self.callback = RunLogCallback(run)
         self.offset = 0.0
@@ -506,62 +516,43 @@ class RewardModelTrainer:
     ) -> TrainResult:
         """Train on ``pairs``; afterwards scores are centred on their mean over these pairs."""
         import datasets
-        import torch
         from trl.trainer.reward_config import RewardConfig as TRLRewardConfig
         from trl.trainer.reward_trainer import RewardTrainer as TRLRewardTrainer
 
-        class _Reward(AtomicCheckpoints, TRLRewardTrainer):
-            pass
+        from llm_trainer.algorithms.hf import train_with_trl
 
         reward_pairs = as_reward_pairs(pairs)
         if not reward_pairs:
-            raise ValueError("reward-model training needs at least one preference pair")
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
-        output_dir = str(self.run.checkpoints)
-        args = TRLRewardConfig(
-            **training_kwargs(self.config, output_dir, self.seed),
-            max_length=self.config.max_length,
-            dataset_num_proc=None,
-        )
-        dataset = datasets.Dataset.from_list(reward_rows(reward_pairs))
-        checkpoint = last_checkpoint(output_dir) if resume else None
-        with preserved_global_rngs():
-            trainer = _Reward(
-                model=self.model,
-                args=args,
-                train_dataset=dataset,
-                processing_class=self.tokenizer,
-                callbacks=[
-                    self.callback,
-                    tensorboard_callback(str(self.run.tensorboard)),
-                    *self.extra_callbacks,
-                ],
-            )
-            prepared: Any = trainer.train_dataset  # TRL drops pairs longer than max_length
-            kept = len(prepared)
+            raise UserError("reward-model training needs at least one preference pair")
+
+        def check_lengths(trainer: Any) -> None:
+            kept = len(trainer.train_dataset)  # TRL drops pairs longer than max_length
             if kept < len(reward_pairs):
                 self.run.log_metrics(0, {"reward_model/pairs_too_long": len(reward_pairs) - kept})
             if not kept:
                 raise UserError(
                     f"every pair is longer than train.max_length={self.config.max_length} tokens"
                 )
-            start = time.perf_counter()
-            output = trainer.train(resume_from_checkpoint=checkpoint)
-            seconds = time.perf_counter() - start
-        if self.config.save_steps:
-            trainer._save_checkpoint(trainer.model, None)  # a final, atomic checkpoint
+
+        trainer, result = train_with_trl(
+            TRLRewardTrainer,
+            TRLRewardConfig,
+            train=self.config,
+            run=self.run,
+            seed=self.seed,
+            callback=self.callback,
+            callbacks=self.extra_callbacks,
+            resume=resume,
+            config_kwargs={"max_length": self.config.max_length, "dataset_num_proc": None},
+            before_train=check_lengths,
+            model=self.model,
+            train_dataset=datasets.Dataset.from_list(reward_rows(reward_pairs)),
+            processing_class=self.tokenizer,
+        )
         self.model = trainer.model
         chosen, rejected = RewardModel(self.model, self.tokenizer).score_pairs(reward_pairs)
         self.offset = float(np.mean(chosen + rejected))
-        tokens = float(trainer.state.num_input_tokens_seen)
-        return TrainResult(
-            steps=int(output.global_step),
-            losses=tuple(self.callback.losses),
-            seconds=seconds,
-            tokens_per_second=per_second(tokens, seconds),
-            resumed_from=checkpoint,
-        )
+        return result
 
     def scorer(self, batch_size: int = 32) -> RewardModel:
         """The model being trained, as a :class:`RewardModel` (shares its weights)."""
@@ -589,65 +580,75 @@ class RewardModelTrainer:
         return atomic_directory(Path(path), write)
 
 
-def run_reward_model(config: ExperimentConfig, run: RunDir, log: Any = print) -> dict[str, Any]:
-    """``algorithm: reward_model`` end to end: pairs -> held-out split -> ranking accuracy
-    before -> train -> ranking accuracy after -> save ``run/reward_model``.
+class RewardModelAlgorithm(Algorithm):
+    """A reward model (TRL RewardTrainer) on env-scored or human-labelled preference pairs."""
 
-    Env pairs are built from the configured data strategy's trajectories (``data.*``, see
-    :func:`~llm_trainer.algorithms.experiment.build_data`) with :func:`env_pairs`; file pairs
-    from ``reward_model.pairs_path``. Returns the summary (also written to ``summary.json``).
-    """
-    from llm_trainer.algorithms.experiment import load_model, stored_training_data
+    name = "reward_model"
+    config_class = RewardModelSettings
+    produces_policy = False
+    sections = ("data",)
 
-    start = time.perf_counter()
-    settings = config.reward_model
-    system_prompt = config.model.system_prompt
-    model, tokenizer = load_model(config, run)
-    dataset_version = None
-    if settings.pairs == "env":
-        trajectories, dataset_version = stored_training_data(config, run, log, model, tokenizer)
-        pairs = env_pairs(trajectories, seed=config.seed, system_prompt=system_prompt)
-        log(f"reward model: {len(pairs)} env-scored pairs from {len(trajectories)} episodes")
-    else:
-        assert settings.pairs_path is not None  # RewardModelSettings checks it
-        pairs = load_pairs_jsonl(settings.pairs_path)
-        log(f"reward model: {len(pairs)} labelled pairs from {settings.pairs_path}")
-    train_pairs, held_out = split_pairs(pairs, settings.held_out_fraction, seed=config.seed)
-    trainer = RewardModelTrainer(
-        model, tokenizer, config.train, settings, run, seed=config.seed, system_prompt=system_prompt
-    )
-    before = ranking_accuracy(trainer.scorer(), held_out)
-    run.log_metrics(0, {"eval/ranking_accuracy": before})
-    log(
-        f"reward model: {len(train_pairs)} training / {len(held_out)} held-out pairs; "
-        f"held-out ranking accuracy before training {before:.3f}"
-    )
-    result = trainer.train(train_pairs, resume=config.resume)
-    after = ranking_accuracy(trainer.scorer(), held_out)
-    run.log_metrics(result.steps, {"eval/ranking_accuracy": after})
-    log(f"reward model: held-out ranking accuracy after {result.steps} steps {after:.3f}")
-    final = trainer.save(
-        run.path / "reward_model",
-        ranking_accuracy=after,
-        train_pairs=len(train_pairs),
-        held_out_pairs=len(held_out),
-    )
-    png = run.plot_learning_curve()
-    summary: dict[str, Any] = {
-        "ranking_accuracy_before": before,
-        "ranking_accuracy_after": after,
-        "train_pairs": len(train_pairs),
-        "held_out_pairs": len(held_out),
-        "train_steps": result.steps,
-        "train_seconds": round(result.seconds, 2),
-        "seconds_per_step": round(result.seconds / result.steps, 3) if result.steps else None,
-        "final_loss": result.losses[-1][1] if result.losses else None,
-        "score_offset": trainer.offset,
-        "dataset_version": dataset_version,
-        "wall_seconds": round(time.perf_counter() - start, 2),
-        "run_dir": str(run.path),
-        "model_dir": str(final),
-        "learning_curve": str(png) if png else None,
-    }
-    run.write_json("summary.json", summary)
-    return summary
+    def run(self, context: AlgorithmContext) -> AlgorithmResult:
+        """pairs -> held-out split -> ranking accuracy before -> train -> after -> save
+        ``run/reward_model``.
+
+        Env pairs are built from the ``data`` section's trajectories with :func:`env_pairs`;
+        file pairs from ``reward_model.pairs_path``.
+        """
+        settings: RewardModelSettings = self.config
+        system_prompt = context.system_prompt
+        model, tokenizer = context.load_model()
+        dataset_version = None
+        if settings.pairs == "env":
+            trajectories, dataset_version = context.training_data(model, tokenizer)
+            pairs = env_pairs(trajectories, seed=context.seed, system_prompt=system_prompt)
+            context.log(
+                f"reward model: {len(pairs)} env-scored pairs from {len(trajectories)} episodes"
+            )
+        else:
+            assert settings.pairs_path is not None  # RewardModelSettings checks it
+            pairs = load_pairs_jsonl(settings.pairs_path)
+            context.log(f"reward model: {len(pairs)} labelled pairs from {settings.pairs_path}")
+        train_pairs, held_out = split_pairs(pairs, settings.held_out_fraction, seed=context.seed)
+        trainer = RewardModelTrainer(
+            model,
+            tokenizer,
+            context.experiment.train,
+            settings,
+            context.run,
+            seed=context.seed,
+            system_prompt=system_prompt,
+        )
+        before = ranking_accuracy(trainer.scorer(), held_out)
+        context.run.log_metrics(0, {"eval/ranking_accuracy": before})
+        context.log(
+            f"reward model: {len(train_pairs)} training / {len(held_out)} held-out pairs; "
+            f"held-out ranking accuracy before training {before:.3f}"
+        )
+        result = trainer.train(train_pairs, resume=context.resume)
+        after = ranking_accuracy(trainer.scorer(), held_out)
+        context.run.log_metrics(result.steps, {"eval/ranking_accuracy": after})
+        context.log(
+            f"reward model: held-out ranking accuracy after {result.steps} steps {after:.3f}"
+        )
+        final = trainer.save(
+            context.run.path / "reward_model",
+            ranking_accuracy=after,
+            train_pairs=len(train_pairs),
+            held_out_pairs=len(held_out),
+        )
+        return AlgorithmResult(
+            training=result,
+            metrics={
+                "ranking_accuracy_before": before,
+                "ranking_accuracy_after": after,
+                "train_pairs": len(train_pairs),
+                "held_out_pairs": len(held_out),
+                "seconds_per_step": round(result.seconds / result.steps, 3)
+                if result.steps
+                else None,
+                "score_offset": trainer.offset,
+            },
+            dataset_version=dataset_version,
+            artifacts={"model_dir": str(final)},
+        )

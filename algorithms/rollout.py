@@ -1,18 +1,34 @@
-"""Run episodes of any policy in any registered env: one at a time, or many in lockstep.
+"""The one episode engine: evaluation, benchmarks, PPO, GRPO and every plug-in play here.
 
-:func:`collect` runs ``num_envs`` envs in lockstep: at each step one ``policy.act_batch`` call
-serves every active env (one batched generation for LLM agents), and every step is recorded in
-a :class:`~llm_trainer.core.trajectory.Trajectory`, with the token ids and log-probs the policy
-sampled when it exposes them. Each ``info`` passed to ``act_batch`` carries ``info["slot"]``,
-the index of its env, so policies with per-env state (the oracle, LLM agents' conversations)
-know which env an entry belongs to.
+:func:`play_episodes` plays a list of tasks (reset seeds and options) on a set of envs in
+lockstep: each env is a *slot*; at each step one ``policy.act_batch`` call serves every active
+slot (one batched generation for LLM agents), and a slot whose episode ends starts the next
+pending task. Around that loop, one place for what every caller needs:
 
-A failed episode (the policy or the env raised) is recorded with ``error`` set; its siblings
-go on.
+* **Seeding**: each episode resets its env with its task's seed (and options, e.g. the
+  difficulty) and the policy with ``reset(seed=task seed, slot=k)`` (``reset(seed=...)`` for
+  policies without slots), so an episode depends only on its task, not on which slot played it
+  or what that slot played before.
+* **Token-faithful records**: every step is a :class:`~llm_trainer.core.trajectory.Step`; when
+  the policy exposes ``last_generation(slot)`` (LLM agents), the step keeps the exact prompt
+  token ids, sampled token ids and their log-probs. Token usage per episode comes from
+  ``episode_generations(slot)`` (or ``last_usage`` for one slot).
+* **Failures**: a slot whose policy or env fails records the error on its trajectory and its
+  siblings go on (a batched policy reports per-slot failures with
+  :class:`~llm_trainer.core.errors.BatchActError`, whose ``actions`` carry the others'
+  actions). A :class:`~llm_trainer.core.errors.UserError` (a bad config, an unknown
+  difficulty) stops the whole run with its message.
+* **Episode ends**: a finished episode is passed to ``policy.end_episode(info, reward=...,
+  slot=..., env_id=...)`` when the policy has it (an LLM agent's long-term memory records it),
+  then to ``on_episode``.
+
+:func:`collect` creates the envs of one env id, plays, and closes them on every path.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,9 +37,362 @@ from typing import Any
 import gymnasium as gym
 
 from llm_trainer.agents.policy import Policy
+from llm_trainer.core.errors import BatchActError, UserError
 from llm_trainer.core.records import METRIC_KEYS, EpisodeResult, to_plain
 from llm_trainer.core.trajectory import Step, Trajectory
+from llm_trainer.core.usage import TokenUsage
 from llm_trainer.envs.registration import make
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeTask:
+    """One episode to play: its reset seed and reset options (e.g. ``{"difficulty": 2}``)."""
+
+    seed: int
+    options: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlayedEpisode:
+    """An episode the engine played.
+
+    Attributes:
+        trajectory: What happened (``error`` set when the policy or the env failed).
+        seconds: Wall time from reset to the end (the slot's share of lockstep batches).
+        usage: Tokens the policy spent, when it reports them (LLM agents), else ``None``.
+        final_info: The env's last ``info`` (its reset info when no step was taken).
+    """
+
+    trajectory: Trajectory
+    seconds: float
+    usage: TokenUsage | None
+    final_info: Mapping[str, Any]
+
+
+@dataclass(slots=True)
+class _Slot:
+    index: int
+    task: EpisodeTask
+    env_id: str
+    prompt: str
+    reset_info: Mapping[str, Any]
+    observation: str
+    info: Mapping[str, Any]
+    started: float
+    steps: list[Step] = dataclasses.field(default_factory=list)
+    usage: TokenUsage | None = None
+
+
+def env_id_of(env: gym.Env[Any, Any]) -> str:
+    """The registered id of ``env`` (its class name when it was not made from the registry)."""
+    return env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+
+
+def _as_task(task: EpisodeTask | int) -> EpisodeTask:
+    return task if isinstance(task, EpisodeTask) else EpisodeTask(int(task))
+
+
+def _accepts(method: Any, parameter: str) -> bool:
+    try:
+        return parameter in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def play_episodes(
+    envs: Sequence[gym.Env[Any, Any]],
+    policy: Policy,
+    tasks: Sequence[EpisodeTask | int],
+    *,
+    source: str = "policy",
+    on_episode: Callable[[PlayedEpisode], None] | None = None,
+    max_turns: int | None = None,
+) -> list[PlayedEpisode]:
+    """Play every task on ``envs`` (one slot each) in lockstep; see the module docstring.
+
+    Args:
+        envs: The slots' envs (the caller owns and closes them).
+        policy: Acts for every slot (``infos[i]["slot"]`` names the slot of entry ``i``).
+        tasks: Reset seeds (ints) or :class:`EpisodeTask`\\ s, played in order as slots free.
+        source: Recorded on each trajectory (``oracle``, ``policy:<name>``...).
+        on_episode: Called with each finished episode (progress bars, streaming to a store).
+        max_turns: Cut an episode after this many actions (its last step is marked
+            ``truncated``; the env's own time limit still applies).
+
+    Returns:
+        One :class:`PlayedEpisode` per task, in the order of ``tasks``.
+
+    Raises:
+        UserError: when the policy or an env raises one (the run cannot go on).
+    """
+    if not envs:
+        raise ValueError("play_episodes needs at least one env")
+    if max_turns is not None and max_turns < 1:
+        raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+    pending = [(i, _as_task(t)) for i, t in enumerate(tasks)][::-1]  # popped from the end
+    results: dict[int, PlayedEpisode] = {}
+    slots: list[_Slot | None] = [None] * len(envs)
+    reset_takes_slot = _accepts(policy.reset, "slot")
+    end_episode = getattr(policy, "end_episode", None)
+    episode_generations = getattr(policy, "episode_generations", None)
+
+    def finish(k: int, error: str | None = None) -> None:
+        state = slots[k]
+        assert state is not None
+        slots[k] = None
+        steps = state.steps
+        if (
+            error is None
+            and max_turns is not None
+            and steps
+            and not (steps[-1].terminated or steps[-1].truncated)
+        ):
+            steps[-1] = dataclasses.replace(steps[-1], truncated=True)
+        info = state.reset_info
+        trajectory = Trajectory(
+            env_id=state.env_id,
+            seed=state.task.seed,
+            difficulty=int(info.get("difficulty", 0)),
+            system_prompt=str(info.get("system_prompt", "")),
+            tools=tuple(to_plain(info.get("tools", ()))),
+            prompt=state.prompt,
+            steps=tuple(steps),
+            source=source,
+            error=error,
+        )
+        usage = state.usage
+        if callable(episode_generations):
+            generations = episode_generations(k)
+            usage = TokenUsage(
+                sum(len(g.prompt_token_ids) for g in generations),
+                sum(len(g.token_ids) for g in generations),
+            )
+        if error is None and callable(end_episode):
+            end_episode(state.info, reward=trajectory.total_reward, slot=k, env_id=state.env_id)
+        episode = PlayedEpisode(trajectory, time.perf_counter() - state.started, usage, state.info)
+        results[state.index] = episode
+        if on_episode is not None:
+            on_episode(episode)
+
+    def start(k: int) -> None:
+        """Give slot ``k`` its next task (a reset that fails ends that episode at once)."""
+        while pending:
+            index, task = pending.pop()
+            env = envs[k]
+            started = time.perf_counter()
+            try:
+                observation, info = env.reset(
+                    seed=task.seed, options=dict(task.options) if task.options else None
+                )
+            except UserError:
+                raise
+            except Exception as exc:  # recorded: one broken task never stops the others
+                slots[k] = _Slot(index, task, env_id_of(env), "", {}, "", {}, started)
+                finish(k, _describe(exc))
+                continue
+            slots[k] = _Slot(
+                index, task, env_id_of(env), str(observation), info, observation, info, started
+            )
+            try:
+                if reset_takes_slot:
+                    policy.reset(seed=task.seed, slot=k)  # type: ignore[call-arg]
+                else:
+                    policy.reset(seed=task.seed)
+            except UserError:
+                raise
+            except Exception as exc:
+                finish(k, _describe(exc))
+                continue
+            return
+
+    for k in range(len(envs)):
+        start(k)
+    while True:
+        active = [k for k, s in enumerate(slots) if s is not None]
+        if not active:
+            break
+        states = [slots[k] for k in active]
+        observations = [s.observation for s in states if s is not None]
+        infos = [{**s.info, "slot": k} for k, s in zip(active, states, strict=True) if s]
+        failures: dict[int, str] = {}
+        try:
+            actions: list[str | None] = list(policy.act_batch(observations, infos))
+            if len(actions) != len(active):
+                raise RuntimeError(
+                    f"act_batch returned {len(actions)} actions for {len(active)} observations"
+                )
+        except UserError:
+            raise
+        except BatchActError as exc:  # some slots failed: the others' actions are in it
+            actions = list(exc.actions)
+            for k, action in zip(active, actions, strict=True):
+                if action is None:
+                    failures[k] = _describe(exc.errors.get(k, exc))
+        except Exception as exc:  # the whole batch failed: recorded on every episode in it
+            actions = [None] * len(active)
+            failures = dict.fromkeys(active, _describe(exc))
+        single = len(active) == 1
+        for k, action in zip(active, actions, strict=True):
+            state = slots[k]
+            assert state is not None
+            if action is None:
+                finish(k, failures.get(k, "the policy returned no action"))
+                start(k)
+                continue
+            if single and not callable(episode_generations):
+                usage = getattr(policy, "last_usage", None)
+                if isinstance(usage, TokenUsage):
+                    base = state.usage or TokenUsage(0, 0)
+                    state.usage = TokenUsage(
+                        base.prompt_tokens + usage.prompt_tokens,
+                        base.completion_tokens + usage.completion_tokens,
+                    )
+            try:
+                observation, reward, terminated, truncated, info = envs[k].step(action)
+            except UserError:
+                raise
+            except Exception as exc:  # an env bug must not take the batch down either
+                finish(k, _describe(exc))
+                start(k)
+                continue
+            state.steps.append(
+                Step(
+                    action=action,
+                    observation=str(observation),
+                    role=str(info.get("role", "user")),
+                    reward=float(reward),
+                    terminated=bool(terminated),
+                    truncated=bool(truncated),
+                    metrics={m: bool(info.get(m, False)) for m in METRIC_KEYS},
+                    **_token_record(policy, k),
+                )
+            )
+            state.observation, state.info = observation, info
+            if terminated or truncated or (max_turns is not None and len(state.steps) >= max_turns):
+                finish(k)
+                start(k)
+    return [results[i] for i in range(len(tasks))]
+
+
+def _token_record(policy: Any, slot: int) -> dict[str, tuple[Any, ...]]:
+    """The tokens behind a policy's last action in ``slot``, when it records them.
+
+    A policy exposes them with ``last_generation(slot)`` returning an object with
+    ``prompt_token_ids``, ``token_ids`` and ``logprobs`` (LLM agents do; scripted ones don't).
+    """
+    getter = getattr(policy, "last_generation", None)
+    generation = getter(slot) if callable(getter) else None
+    if generation is None:
+        return {}
+    return {
+        "prompt_token_ids": tuple(generation.prompt_token_ids),
+        "completion_token_ids": tuple(generation.token_ids),
+        "logprobs": tuple(generation.logprobs),
+    }
+
+
+def make_envs(
+    env_id: str,
+    count: int,
+    *,
+    difficulty: int | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+) -> list[gym.Env[Any, Any]]:
+    """``count`` envs of ``env_id`` (closed again if one of them fails to build)."""
+    kwargs = dict(env_kwargs or {})
+    if difficulty is not None:
+        kwargs["difficulty"] = difficulty
+    envs: list[gym.Env[Any, Any]] = []
+    try:
+        for _ in range(count):
+            envs.append(make(env_id, **kwargs))
+    except BaseException:
+        close_all(envs)
+        raise
+    return envs
+
+
+def close_all(envs: Iterable[gym.Env[Any, Any]]) -> None:
+    """Close every env, even when closing one raises (the first error is re-raised)."""
+    first: BaseException | None = None
+    for env in envs:
+        try:
+            env.close()
+        except Exception as exc:
+            first = first or exc
+    if first is not None:
+        raise first
+
+
+def collect(
+    env_id: str,
+    policy_factory: Callable[[list[gym.Env[Any, Any]]], Policy],
+    seeds: Sequence[int],
+    *,
+    num_envs: int = 16,
+    difficulty: int | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    source: str = "policy",
+    on_episode: Callable[[Trajectory], None] | None = None,
+    max_turns: int | None = None,
+) -> list[Trajectory]:
+    """Play one episode per seed of ``env_id`` in ``num_envs`` lockstep envs; return the
+    trajectories in seed order. The envs are closed on every path.
+
+    Args:
+        env_id: A registered env id.
+        policy_factory: Builds the policy from the list of envs (the oracle binds to them).
+        seeds: Reset seeds, one episode each.
+        num_envs: Envs stepped in lockstep (the batch size of ``act_batch``).
+        difficulty: Overrides the env's difficulty.
+        env_kwargs: Extra constructor arguments.
+        source: Recorded on each trajectory (``oracle``, ``policy:<name>``...).
+        on_episode: Called with each finished trajectory.
+        max_turns: Cut episodes after this many actions.
+    """
+    if not seeds:
+        return []
+    envs = make_envs(
+        env_id, max(1, min(num_envs, len(seeds))), difficulty=difficulty, env_kwargs=env_kwargs
+    )
+    try:
+        played = play_episodes(
+            envs,
+            policy_factory(envs),
+            list(seeds),
+            source=source,
+            on_episode=None if on_episode is None else (lambda e: on_episode(e.trajectory)),
+            max_turns=max_turns,
+        )
+    finally:
+        close_all(envs)
+    return [e.trajectory for e in played]
+
+
+def oracle_trajectories(
+    env_id: str, seeds: Sequence[int], *, difficulty: int | None = None, num_envs: int = 32
+) -> list[Trajectory]:
+    """Oracle demonstrations: one solved episode per seed (the ``oracle`` data strategy)."""
+    from llm_trainer.agents.baselines import OracleAgent
+
+    return collect(
+        env_id, OracleAgent, seeds, num_envs=num_envs, difficulty=difficulty, source="oracle"
+    )
+
+
+# -- evaluation summaries (the CLI's ``evaluate``) ---------------------------------------------
+
+
+def episode_result(episode: PlayedEpisode) -> EpisodeResult:
+    """The compact record of a played episode (metrics, reward, steps, error)."""
+    t = episode.trajectory
+    return EpisodeResult(
+        t.env_id, t.seed, t.difficulty, t.total_reward, len(t.steps), t.metrics, t.error
+    )
 
 
 def run_episode(
@@ -34,33 +403,11 @@ def run_episode(
     options: dict[str, Any] | None = None,
     env_id: str | None = None,
 ) -> EpisodeResult:
-    """Play one episode; never raises for a failing policy (the error is recorded)."""
-    env_id = env_id or (env.spec.id if env.spec is not None else type(env.unwrapped).__name__)
-    observation, info = env.reset(seed=seed, options=options)
-    difficulty = int(info.get("difficulty", 0))
-    total, steps = 0.0, 0
-    try:
-        policy.reset(seed=seed)
-        while True:
-            action = policy.act(observation, info)
-            observation, reward, terminated, truncated, info = env.step(action)
-            total += float(reward)
-            steps += 1
-            if terminated or truncated:
-                break
-    except Exception as exc:  # recorded on the result: one bad episode never stops a batch
-        return EpisodeResult(
-            env_id,
-            seed,
-            difficulty,
-            total,
-            steps,
-            dict.fromkeys(METRIC_KEYS, False),
-            f"{type(exc).__name__}: {exc}",
-        )
-    return EpisodeResult(
-        env_id, seed, difficulty, total, steps, {k: bool(info.get(k, False)) for k in METRIC_KEYS}
-    )
+    """Play one episode on ``env`` (through :func:`play_episodes`); a failing policy is
+    recorded on the result, never raised (except a :class:`UserError`)."""
+    [episode] = play_episodes([env], policy, [EpisodeTask(seed, options)])
+    result = episode_result(episode)
+    return dataclasses.replace(result, env_id=env_id) if env_id else result
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,169 +457,16 @@ def evaluate(
     difficulty: int | None = None,
     env_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[EvalSummary, list[EpisodeResult]]:
-    """Evaluate a policy on ``env_id`` over ``seeds`` (one episode per seed, one env instance).
+    """Evaluate a policy on ``env_id`` over ``seeds`` (one episode per seed, one env).
 
     ``policy_factory(env)`` builds the policy for the env (the oracle needs the env; most
     policies ignore it).
     """
-    kwargs = dict(env_kwargs or {})
-    if difficulty is not None:
-        kwargs["difficulty"] = difficulty
-    env = make(env_id, **kwargs)
-    policy = policy_factory(env)
+    [env] = make_envs(env_id, 1, difficulty=difficulty, env_kwargs=env_kwargs)
     start = time.perf_counter()
-    results = [run_episode(env, policy, seed, env_id=env_id) for seed in seeds]
-    env.close()
-    return summarize(env_id, results, time.perf_counter() - start), results
-
-
-def _token_record(policy: Any, slot: int) -> dict[str, tuple[Any, ...]]:
-    """The tokens behind a policy's last action in ``slot``, when it records them.
-
-    A policy exposes them with ``last_generation(slot)`` returning an object with
-    ``prompt_token_ids``, ``token_ids`` and ``logprobs`` (LLM agents do; scripted ones don't).
-    """
-    getter = getattr(policy, "last_generation", None)
-    generation = getter(slot) if callable(getter) else None
-    if generation is None:
-        return {}
-    return {
-        "prompt_token_ids": tuple(generation.prompt_token_ids),
-        "completion_token_ids": tuple(generation.token_ids),
-        "logprobs": tuple(generation.logprobs),
-    }
-
-
-def collect(
-    env_id: str,
-    policy_factory: Callable[[list[gym.Env[Any, Any]]], Policy],
-    seeds: Sequence[int],
-    *,
-    num_envs: int = 16,
-    difficulty: int | None = None,
-    env_kwargs: Mapping[str, Any] | None = None,
-    source: str = "policy",
-    on_episode: Callable[[Trajectory], None] | None = None,
-) -> list[Trajectory]:
-    """Play one episode per seed in ``num_envs`` lockstep envs; return them in seed order.
-
-    Args:
-        env_id: A registered env id.
-        policy_factory: Builds the policy from the list of envs (the oracle binds to them).
-        seeds: Reset seeds, one episode each.
-        num_envs: Envs stepped in lockstep (the batch size of ``act_batch``).
-        difficulty: Overrides the env's difficulty.
-        env_kwargs: Extra constructor arguments.
-        source: Recorded on each trajectory (``oracle``, ``policy:<name>``...).
-        on_episode: Called with each finished trajectory (progress bars, streaming to a store).
-    """
-    kwargs = dict(env_kwargs or {})
-    if difficulty is not None:
-        kwargs["difficulty"] = difficulty
-    num_envs = max(1, min(num_envs, len(seeds)))
-    envs = [make(env_id, **kwargs) for _ in range(num_envs)]
-    policy = policy_factory(envs)
-    results: dict[int, Trajectory] = {}
-    pending = list(enumerate(seeds))[::-1]  # (index, seed), popped from the end
-    # Per slot: (index, seed, first observation, info at reset, steps so far, last obs, info)
-    slots: list[dict[str, Any] | None] = [None] * num_envs
-
-    def start(slot: int) -> None:
-        if not pending:
-            slots[slot] = None
-            return
-        index, seed = pending.pop()
-        observation, info = envs[slot].reset(seed=seed)
-        policy.reset(seed=seed, **({"slot": slot} if _accepts_slot(policy) else {}))
-        slots[slot] = {
-            "index": index,
-            "seed": seed,
-            "prompt": observation,
-            "reset_info": info,
-            "steps": [],
-            "obs": observation,
-            "info": info,
-        }
-
-    def finish(slot: int, error: str | None = None) -> None:
-        state = slots[slot]
-        assert state is not None
-        info = state["reset_info"]
-        trajectory = Trajectory(
-            env_id=env_id,
-            seed=state["seed"],
-            difficulty=int(info.get("difficulty", 0)),
-            system_prompt=str(info.get("system_prompt", "")),
-            tools=tuple(to_plain(info.get("tools", ()))),
-            prompt=state["prompt"],
-            steps=tuple(state["steps"]),
-            source=source,
-            error=error,
-        )
-        results[state["index"]] = trajectory
-        if on_episode is not None:
-            on_episode(trajectory)
-        start(slot)
-
-    for slot in range(num_envs):
-        start(slot)
-    while any(s is not None for s in slots):
-        active = [i for i, s in enumerate(slots) if s is not None]
-        observations = [slots[i]["obs"] for i in active]  # type: ignore[index]
-        infos = [{**slots[i]["info"], "slot": i} for i in active]  # type: ignore[index]
-        try:
-            actions = policy.act_batch(observations, infos)
-            if len(actions) != len(active):
-                raise RuntimeError(
-                    f"act_batch returned {len(actions)} actions for {len(active)} observations"
-                )
-        except Exception as exc:  # the whole batch failed: record it on every episode in it
-            for i in active:
-                finish(i, f"{type(exc).__name__}: {exc}")
-            continue
-        for i, action in zip(active, actions, strict=True):
-            state = slots[i]
-            assert state is not None
-            try:
-                observation, reward, terminated, truncated, info = envs[i].step(action)
-            except Exception as exc:  # an env bug must not take the batch down either
-                finish(i, f"{type(exc).__name__}: {exc}")
-                continue
-            state["steps"].append(
-                Step(
-                    action=action,
-                    observation=observation,
-                    role=str(info.get("role", "user")),
-                    reward=float(reward),
-                    terminated=bool(terminated),
-                    truncated=bool(truncated),
-                    metrics={k: bool(info.get(k, False)) for k in METRIC_KEYS},
-                    **_token_record(policy, i),
-                )
-            )
-            state["obs"], state["info"] = observation, info
-            if terminated or truncated:
-                finish(i)
-    for env in envs:
-        env.close()
-    return [results[i] for i in range(len(seeds))]
-
-
-def _accepts_slot(policy: Any) -> bool:
-    import inspect
-
     try:
-        return "slot" in inspect.signature(policy.reset).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def oracle_trajectories(
-    env_id: str, seeds: Sequence[int], *, difficulty: int | None = None, num_envs: int = 32
-) -> list[Trajectory]:
-    """Oracle demonstrations: one solved episode per seed (the ``oracle`` data strategy)."""
-    from llm_trainer.agents.baselines import OracleAgent
-
-    return collect(
-        env_id, OracleAgent, seeds, num_envs=num_envs, difficulty=difficulty, source="oracle"
-    )
+        played = play_episodes([env], policy_factory(env), list(seeds))
+    finally:
+        env.close()
+    results = [dataclasses.replace(episode_result(e), env_id=env_id) for e in played]
+    return summarize(env_id, results, time.perf_counter() - start), results

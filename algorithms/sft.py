@@ -10,39 +10,41 @@ last one with the same losses as an uninterrupted run.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from llm_trainer.algorithms.config import TrainConfig
-from llm_trainer.algorithms.hf import (
-    AtomicCheckpoints,
-    RunLogCallback,
-    apply_lora,
-    last_checkpoint,
-    per_second,
-    tensorboard_callback,
-    training_kwargs,
+from llm_trainer.algorithms.base import (
+    Algorithm,
+    AlgorithmContext,
+    AlgorithmResult,
+    TrainResult,
 )
+from llm_trainer.algorithms.config import NonNegativeInt, PositiveInt, TrainConfig, check_env
+from llm_trainer.core.config import Range, check_ranges
+from llm_trainer.core.errors import UserError
 from llm_trainer.core.records import to_plain
 from llm_trainer.core.rundir import RunDir
-from llm_trainer.core.seeding import preserved_global_rngs
 from llm_trainer.core.trajectory import Trajectory
 
+__all__ = ["SFTAlgorithm", "SFTSettings", "SFTTrainer", "TrainResult", "chat_rows"]
 
-@dataclass(frozen=True, slots=True)
-class TrainResult:
-    """What a training run did."""
 
-    steps: int
-    losses: tuple[tuple[int, float], ...]
-    """(step, loss) at every logging step."""
-    seconds: float
-    """Wall time of training, held-out evaluations during it included."""
-    tokens_per_second: float
-    """Training tokens per second, time spent in held-out evaluations excluded."""
-    resumed_from: str | None
+@dataclass(frozen=True)
+class SFTSettings:
+    """Supervised fine-tuning (``algorithm: sft``) on the ``data`` section's successful
+    trajectories; optionally stopped early once a validation success rate is reached."""
+
+    stop_at_success: Annotated[float, Range(gt=0, le=1)] | None = None
+    """Stop training when greedy success on the validation episodes reaches this (checked every
+    ``eval.every_steps`` steps); ``None`` trains for ``train.max_steps``."""
+    validation_episodes: PositiveInt = 100
+    """Validation episodes (of ``eval.env_id`` at ``eval.difficulty``) for ``stop_at_success``."""
+    validation_first_seed: NonNegativeInt = 2_000_000
+    """Their seeds start here (disjoint from training and held-out seeds)."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "sft")
 
 
 def chat_rows(
@@ -86,6 +88,8 @@ class SFTTrainer:
         eval_every: int = 0,
         callbacks: Sequence[Any] = (),
     ) -> None:
+        from llm_trainer.algorithms.hf import RunLogCallback, apply_lora
+
         self.model = apply_lora(model, config.lora)
         self.extra_callbacks = list(callbacks)
         self.tokenizer, self.config, self.run = tokenizer, config, run
@@ -93,53 +97,132 @@ class SFTTrainer:
         self.callback = RunLogCallback(run, evaluate, eval_every)
 
     def train(self, trajectories: Sequence[Trajectory], *, resume: bool = False) -> TrainResult:
-        """Train on the successful ``trajectories`` (failures are skipped)."""
+        """Train on the successful ``trajectories`` (failures are skipped).
+
+        Raises:
+            UserError: when none of them succeeded.
+        """
         import datasets
-        import torch
         from trl.trainer.sft_config import SFTConfig as TRLSFTConfig
         from trl.trainer.sft_trainer import SFTTrainer as TRLSFTTrainer
 
-        class _SFT(AtomicCheckpoints, TRLSFTTrainer):
-            pass
+        from llm_trainer.algorithms.hf import train_with_trl
 
         successes = [t for t in trajectories if t.success]
         if not successes:
-            raise ValueError("SFT needs at least one successful trajectory")
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
-        output_dir = str(self.run.checkpoints)
-        args = TRLSFTConfig(
-            **training_kwargs(self.config, output_dir, self.seed),
-            assistant_only_loss=True,
-            max_length=self.config.max_length,
-            packing=False,
-            dataset_num_proc=None,
-        )
-        dataset = datasets.Dataset.from_list(chat_rows(successes, self.system_prompt))
-        checkpoint = last_checkpoint(output_dir) if resume else None
-        with preserved_global_rngs():
-            trainer = _SFT(
-                model=self.model,
-                args=args,
-                train_dataset=dataset,
-                processing_class=self.tokenizer,
-                callbacks=[
-                    self.callback,
-                    tensorboard_callback(str(self.run.tensorboard)),
-                    *self.extra_callbacks,
-                ],
+            sources = sorted({t.source for t in trajectories})
+            raise UserError(
+                f"SFT needs successful trajectories and none of the {len(trajectories)} given "
+                f"(sources: {', '.join(sources) or 'none'}) succeeded; check the data strategy "
+                "or collect from a stronger agent"
             )
-            start = time.perf_counter()
-            output = trainer.train(resume_from_checkpoint=checkpoint)
-            seconds = time.perf_counter() - start
-        if self.config.save_steps:
-            trainer._save_checkpoint(trainer.model, None)  # a final, atomic checkpoint
-        trained_tokens = float(trainer.state.num_input_tokens_seen)
-        self.model = trainer.model
-        return TrainResult(
-            steps=int(output.global_step),
-            losses=tuple(self.callback.losses),
-            seconds=seconds,
-            tokens_per_second=per_second(trained_tokens, seconds - self.callback.eval_seconds),
-            resumed_from=checkpoint,
+        dataset = datasets.Dataset.from_list(chat_rows(successes, self.system_prompt))
+        trainer, result = train_with_trl(
+            TRLSFTTrainer,
+            TRLSFTConfig,
+            train=self.config,
+            run=self.run,
+            seed=self.seed,
+            callback=self.callback,
+            callbacks=self.extra_callbacks,
+            resume=resume,
+            config_kwargs={
+                "assistant_only_loss": True,
+                "max_length": self.config.max_length,
+                "packing": False,
+                "dataset_num_proc": None,
+            },
+            model=self.model,
+            train_dataset=dataset,
+            processing_class=self.tokenizer,
         )
+        self.model = trainer.model
+        return result
+
+
+class SFTAlgorithm(Algorithm):
+    """Supervised fine-tuning on env-verified trajectories (TRL, assistant-only loss)."""
+
+    name = "sft"
+    config_class = SFTSettings
+    sections = ("data",)
+
+    def run(self, context: AlgorithmContext) -> AlgorithmResult:
+        settings: SFTSettings = self.config
+        experiment = context.experiment
+        model, tokenizer = context.load_model()
+        trajectories, version = context.training_data(model, tokenizer)
+        callbacks = []
+        if settings.stop_at_success is not None:
+            ev = experiment.eval
+            check_env(ev.env_id, ev.difficulty, "eval")
+            callbacks.append(
+                stop_on_success(
+                    context,
+                    tokenizer,
+                    settings.stop_at_success,
+                    seeds=range(
+                        settings.validation_first_seed,
+                        settings.validation_first_seed + settings.validation_episodes,
+                    ),
+                    every=ev.every_steps or 25,
+                )
+            )
+        train = experiment.train
+        context.log(
+            f"SFT: {train.max_steps} steps, batch {train.batch_size}, lr {train.learning_rate}"
+        )
+        trainer = SFTTrainer(
+            model,
+            tokenizer,
+            train,
+            context.run,
+            seed=context.seed,
+            system_prompt=context.system_prompt,
+            evaluate=context.evaluator(tokenizer),
+            eval_every=experiment.eval.every_steps if settings.stop_at_success is None else 0,
+            callbacks=callbacks,
+        )
+        result = trainer.train(trajectories, resume=context.resume)
+        return AlgorithmResult(
+            model=trainer.model, tokenizer=tokenizer, training=result, dataset_version=version
+        )
+
+
+def stop_on_success(
+    context: AlgorithmContext, tokenizer: Any, threshold: float, *, seeds: range, every: int
+) -> Any:
+    """A ``TrainerCallback`` that measures greedy success on ``seeds`` (``eval.env_id`` and
+    ``eval.difficulty``) every ``every`` steps, logs it as ``validation/success`` and stops
+    training once it reaches ``threshold``."""
+    from transformers import TrainerCallback
+
+    from llm_trainer.algorithms.evaluation import evaluate_model
+
+    ev = context.experiment.eval
+
+    class StopOnSuccess(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if state.global_step % every == 0:
+                metrics, _ = evaluate_model(
+                    kwargs["model"],
+                    tokenizer,
+                    ev.env_id,
+                    seeds,
+                    difficulty=ev.difficulty,
+                    system_prompt=context.system_prompt,
+                    max_new_tokens=ev.max_new_tokens,
+                    batch_size=ev.batch_size,
+                )
+                context.run.log_metrics(
+                    state.global_step, {"validation/success": metrics["success"]}
+                )
+                if metrics["success"] >= threshold:
+                    context.log(
+                        f"validation success {metrics['success']:.1%} >= {threshold:.1%} at "
+                        f"step {state.global_step}: stopping"
+                    )
+                    control.should_training_stop = True
+            return control
+
+    return StopOnSuccess()

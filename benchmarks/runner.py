@@ -15,9 +15,11 @@
   ``os.write`` on an ``O_APPEND`` descriptor, fsync'ed at least every second and at the end).
   A restart with the same configuration skips the episodes recorded there; a torn last line (a
   kill mid-write) is dropped and replayed. The result file is written atomically at the end,
-  then the partial file is removed. A finished result with the same configuration is reused
-  as is; ``fresh=True`` starts over. An exclusive lock on the partial file keeps two runs from
-  writing one result at the same time.
+  then the partial file is removed. A finished result with the same configuration (suite,
+  agent spec and the content of the agent's files, :func:`agent_fingerprint`) is reused as
+  is; one of the same spec whose files changed (a model retrained in place) is played again
+  and replaced; ``fresh=True`` starts over. An exclusive lock on the partial file keeps two
+  runs from writing one result at the same time.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -54,6 +57,7 @@ from rich.progress import (
 
 from llm_trainer.agents.factory import make_agent, resolve_agent_spec
 from llm_trainer.agents.policy import Policy
+from llm_trainer.algorithms.rollout import EpisodeTask, play_episodes
 from llm_trainer.benchmarks.results import (
     SCHEMA_VERSION,
     BenchResult,
@@ -67,8 +71,7 @@ from llm_trainer.benchmarks.results import (
 )
 from llm_trainer.benchmarks.suites import EpisodeKey, SuiteSpec, episode_env_seed, suite_spec
 from llm_trainer.core.errors import ConfigError, RolloutError
-from llm_trainer.core.records import METRIC_KEYS, FrozenDict
-from llm_trainer.core.usage import ReportsUsage
+from llm_trainer.core.records import FrozenDict
 from llm_trainer.envs.registration import make
 
 StartMethod = Literal["fork", "forkserver", "spawn"]
@@ -147,17 +150,99 @@ def slug(name: str) -> str:
 
 
 def agent_fingerprint(spec: str) -> str | None:
-    """SHA-256 prefix of the file a spec points to (``sb3:PATH.zip``), so that a retrained model
-    under the same path is a new configuration; ``None`` for other specs."""
-    _, sep, argument = spec.partition(":")
-    path = Path(argument) if sep else None
-    if path is None or not path.is_file():
-        return None
+    """SHA-256 prefix of what the agent of ``spec`` is made of, so that a retrained or edited
+    agent under the same spec is a new configuration (its stored result is replayed, not
+    reused):
+
+    * ``sb3:PATH.zip``: the model file (its encoding file is written by the same training);
+    * ``transformers:DIR``, ``vllm:DIR`` and a saved agent directory: the whole directory tree
+      (see :func:`tree_digest`): weights, configs, tokenizer, the agent's memory; for a peft
+      adapter, its base model directory too;
+    * ``python:module:factory``: the module's own source file (found without importing it;
+      what it imports is not hashed).
+
+    ``None`` where nothing local defines the agent: ``oracle`` and ``random`` (the package
+    version, in every result's provenance, does), a model id that is no local directory, and
+    ``openai:URL#model``: a served model cannot be hashed from here, so a stored result of it
+    is reused as long as the spec is the same; pass ``--fresh`` after the served model changed.
+    """
+    from llm_trainer.agents.factory import SAVED_AGENT_BUILDER
+
+    builder, argument = resolve_agent_spec(spec)
+    prefix = spec.partition(":")[0]
+    path = Path(argument)
+    if builder is SAVED_AGENT_BUILDER or prefix in ("transformers", "vllm"):
+        return tree_digest(path) if path.is_dir() else None
+    if prefix == "sb3":
+        return _file_digest(path) if path.is_file() else None
+    if prefix == "python":
+        source = _module_source(argument.rpartition(":")[0])
+        return _file_digest(source) if source is not None else None
+    return None
+
+
+def tree_digest(root: Path, _seen: frozenset[Path] = frozenset()) -> str:
+    """SHA-256 prefix over the files of the tree ``root``: each file's relative path, size and
+    bytes, in sorted order, streamed (a model of any size is read in 1 MiB chunks).
+
+    Symbolic links are followed (a Hugging Face snapshot links its blobs). Hidden files and
+    folders (``.cache/`` of Hugging Face downloads, ``.git/``, lock and editor files) are left
+    out: they do not define the agent. A peft adapter's base model, when it is a local
+    directory (``adapter_config.json``), is part of the agent and hashed too.
+    """
+    files: list[tuple[str, Path]] = []
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            if not name.startswith("."):
+                path = Path(folder, name)
+                files.append((path.relative_to(root).as_posix(), path))
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+    bases: set[Path] = set()
+    for relative, path in sorted(files):
+        digest.update(f"{relative}\0{path.stat().st_size}\0".encode())
+        for chunk in _chunks(path):
             digest.update(chunk)
+        if path.name == "adapter_config.json":
+            bases |= _adapter_base(path)
+    seen = _seen | {root.resolve()}
+    for base in sorted(bases - seen):
+        digest.update(f"base model\0{tree_digest(base, seen)}\0".encode())
     return digest.hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 prefix of a file's bytes."""
+    digest = hashlib.sha256()
+    for chunk in _chunks(path):
+        digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    """A file's bytes, 1 MiB at a time."""
+    with path.open("rb") as f:
+        yield from iter(lambda: f.read(1 << 20), b"")
+
+
+def _adapter_base(adapter_config: Path) -> set[Path]:
+    """The base model directory a peft adapter names, when it is a local directory."""
+    try:
+        base = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {Path(base).resolve()} if isinstance(base, str) and Path(base).is_dir() else set()
+
+
+def _module_source(module: str) -> Path | None:
+    """The source file of ``module`` (its parent packages are imported, the module is not);
+    ``None`` when it cannot be found (building the agent then reports why)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    origin = spec.origin if spec is not None else None
+    return Path(origin) if origin and Path(origin).is_file() else None
 
 
 # -- playing episodes --------------------------------------------------------------------------
@@ -178,50 +263,30 @@ class EpisodePlayer:
         return self._cache[env_id]
 
     def play(self, key: EpisodeKey) -> EpisodeRecord:
-        """Play one episode; a policy that raises is recorded as a failed episode."""
+        """Play one episode through the episode engine; a policy or env that fails is recorded
+        as a failed episode (a :class:`~llm_trainer.core.errors.UserError` stops the run)."""
         env, policy = self._env_and_policy(key.env_id)
         env_seed = episode_env_seed(key)
-        counts_tokens = isinstance(policy, ReportsUsage)
-        prompt_tokens = completion_tokens = 0
-        start = time.perf_counter()
-        observation, info = env.reset(seed=env_seed, options={"difficulty": key.difficulty})
-        action_chars, observation_chars = 0, len(observation)
-        reward, turns, error = 0.0, 0, None
-        try:
-            policy.reset(seed=env_seed)
-            while True:
-                action = policy.act(observation, info)
-                if counts_tokens:
-                    usage = policy.last_usage  # type: ignore[attr-defined]
-                    if usage is not None:
-                        prompt_tokens += usage.prompt_tokens
-                        completion_tokens += usage.completion_tokens
-                observation, r, terminated, truncated, info = env.step(action)
-                action_chars += len(action)
-                observation_chars += len(observation)
-                reward += float(r)
-                turns += 1
-                if terminated or truncated:
-                    break
-            metrics = {k: bool(info.get(k, False)) for k in METRIC_KEYS}
-        except Exception as exc:  # recorded: one failing episode never stops a suite
-            error = f"{type(exc).__name__}: {exc}"
-            metrics = dict.fromkeys(METRIC_KEYS, False)
+        [episode] = play_episodes(
+            [env], policy, [EpisodeTask(env_seed, {"difficulty": key.difficulty})]
+        )
+        t = episode.trajectory
+        usage = episode.usage
         return EpisodeRecord(
             env_id=key.env_id,
             difficulty=key.difficulty,
             seed=key.seed,
             index=key.index,
             env_seed=env_seed,
-            metrics=FrozenDict(metrics),
-            reward=round(reward, 10),  # sums of -0.1 penalties, without float noise
-            turns=turns,
-            action_chars=action_chars,
-            observation_chars=observation_chars,
-            prompt_tokens=prompt_tokens if counts_tokens else None,
-            completion_tokens=completion_tokens if counts_tokens else None,
-            seconds=time.perf_counter() - start,
-            error=error,
+            metrics=FrozenDict(t.metrics),
+            reward=round(t.total_reward, 10),  # sums of -0.1 penalties, without float noise
+            turns=len(t.steps),
+            action_chars=sum(len(s.action) for s in t.steps),
+            observation_chars=len(t.prompt) + sum(len(s.observation) for s in t.steps),
+            prompt_tokens=usage.prompt_tokens if usage is not None else None,
+            completion_tokens=usage.completion_tokens if usage is not None else None,
+            seconds=episode.seconds,
+            error=t.error,
         )
 
     def close(self) -> None:
@@ -460,6 +525,10 @@ class BenchRun:
     reused: bool
     """A finished result of the same configuration existed and was returned as is."""
     wall_seconds: float
+    agent_changed: bool = False
+    """A finished result of this spec and suite existed, made by other files of the agent (a
+    retrained model: another :func:`agent_fingerprint`); the suite was played again and the
+    result replaced."""
 
 
 def run_bench(config: BenchConfig, suite: SuiteSpec | None = None) -> BenchRun:
@@ -489,18 +558,25 @@ def run_bench(config: BenchConfig, suite: SuiteSpec | None = None) -> BenchRun:
         partial.remove()
         with contextlib.suppress(FileNotFoundError):
             out.unlink()
+    agent_changed = False
     if out.exists():
         existing = load_result(out)
-        if existing.config_hash != chash:
+        # Same spec and suite, other agent files (a model retrained in place): that result is
+        # stale, play the suite again (it is replaced when the new one is complete).
+        agent_changed = existing.config_hash != chash and existing.config_hash == config_hash(
+            suite, config.agent, existing.agent_fingerprint
+        )
+        if existing.config_hash != chash and not agent_changed:
             raise ConfigError(
                 f"{out} holds a result of another configuration (suite, agent or schema "
                 "differ); pass --fresh to overwrite it, or choose another --out"
             )
-        if partial.path.exists():  # left by a kill between writing the result and cleaning up
-            with contextlib.suppress(ConfigError):
-                partial.lock()
-                partial.remove()
-        return BenchRun(existing, out, 0, 0, True, time.perf_counter() - start)
+        if not agent_changed:
+            if partial.path.exists():  # left by a kill between writing the result and cleanup
+                with contextlib.suppress(ConfigError):
+                    partial.lock()
+                    partial.remove()
+            return BenchRun(existing, out, 0, 0, True, time.perf_counter() - start)
 
     partial.lock()
     try:
@@ -547,7 +623,9 @@ def run_bench(config: BenchConfig, suite: SuiteSpec | None = None) -> BenchRun:
         partial.remove()
     finally:
         partial.close()
-    return BenchRun(result, out, len(keys), resumed, False, time.perf_counter() - start)
+    return BenchRun(
+        result, out, len(keys), resumed, False, time.perf_counter() - start, agent_changed
+    )
 
 
 def _progress_bar(show: bool) -> Progress:

@@ -23,16 +23,14 @@ import functools
 import hashlib
 import json
 import re
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from llm_trainer.core.errors import RegistryError, suggest
 from llm_trainer.core.records import FrozenDict
+from llm_trainer.core.seeding import derive_seed
 from llm_trainer.envs.registration import (
     REGISTRY_PATH,
     EnvSpec,
@@ -179,8 +177,8 @@ def episode_env_seed(key: EpisodeKey) -> int:
     >>> episode_env_seed(k) == episode_env_seed(k), 0 <= episode_env_seed(k) < 2**32
     (True, True)
     """
-    entropy = [key.seed, zlib.crc32(key.env_id.encode()), key.difficulty, key.index]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+    # the env id enters as its CRC-32 (what "seedsequence-v1" names)
+    return derive_seed(key.seed, key.env_id, key.difficulty, key.index, bits=32)
 
 
 def content_hash(data: Any) -> str:

@@ -59,8 +59,8 @@ def peak_gpu_gib() -> float | None:
 
 
 def bench_ppo(model_dir: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    from llm_trainer.algorithms.config import PPOSettings, RewardConfig, TrainConfig
-    from llm_trainer.algorithms.ppo.trainer import PPOTrainer
+    from llm_trainer.algorithms.config import RewardConfig, TrainConfig
+    from llm_trainer.algorithms.ppo import PPOSettings, PPOTrainer
     from llm_trainer.core.rundir import RunDir
 
     reset_peak_gpu()
@@ -115,8 +115,8 @@ def bench_ppo(model_dir: Path, args: argparse.Namespace, out: Path) -> dict[str,
 
 
 def bench_grpo(model_dir: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    from llm_trainer.algorithms.config import GRPOSettings, RewardConfig, TrainConfig
-    from llm_trainer.algorithms.grpo import GRPOTrainer
+    from llm_trainer.algorithms.config import RewardConfig, TrainConfig
+    from llm_trainer.algorithms.grpo import GRPOSettings, GRPOTrainer
     from llm_trainer.core.rundir import RunDir
 
     reset_peak_gpu()
@@ -187,13 +187,16 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="Print a JSON summary last.")
     args = parser.parse_args()
 
-    from llm_trainer.algorithms.experiment import sft_calculator_agent
+    from llm_trainer.algorithms.config import load_experiment
+    from llm_trainer.algorithms.experiment import run_experiment
 
     out = Path(tempfile.mkdtemp(prefix="bench-rl-"))
     model_dir = args.model
     if model_dir is None:
         start = time.perf_counter()
-        model_dir = sft_calculator_agent(out / "agent")
+        weak = Path(__file__).resolve().parent.parent / "configs" / "calculator_weak_sft.yaml"
+        summary = run_experiment(load_experiment(weak, [f"output_dir={out}"]))
+        model_dir = Path(summary["model_dir"])
         print(f"built the starting agent (SFT to 25% validation success) in "
               f"{time.perf_counter() - start:.0f} s: {model_dir}")  # fmt: skip
     rows = []

@@ -13,7 +13,6 @@ HTTP backend overrides it.
 from __future__ import annotations
 
 import abc
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,15 +134,17 @@ class ChatPrompt:
 
 
 def derive_seed(seed: int | None, *parts: object) -> int | None:
-    """A 31-bit seed derived from ``seed`` and ``parts`` (``None`` stays ``None``).
+    """A 31-bit seed derived from ``seed`` and ``parts`` (``None`` stays ``None``); see
+    :func:`llm_trainer.core.seeding.derive_seed`.
 
     >>> derive_seed(0, 1) == derive_seed(0, 1) != derive_seed(0, 2)
     True
     """
     if seed is None:
         return None
-    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF
+    from llm_trainer.core.seeding import derive_seed as derive
+
+    return derive(seed, *parts)
 
 
 class Backend(abc.ABC):

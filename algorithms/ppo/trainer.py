@@ -32,8 +32,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from llm_trainer.algorithms.config import PPOSettings, RewardConfig, TrainConfig
-from llm_trainer.algorithms.hf import per_second
+from llm_trainer.algorithms.base import Algorithm, AlgorithmContext, AlgorithmResult, TrainResult
+from llm_trainer.algorithms.config import RewardConfig, TrainConfig
+from llm_trainer.algorithms.hf import per_second, torch_threads
+from llm_trainer.algorithms.ppo.config import PPOSettings
 from llm_trainer.algorithms.ppo.core import (
     TokenRow,
     gae,
@@ -43,23 +45,14 @@ from llm_trainer.algorithms.ppo.core import (
     whiten,
 )
 from llm_trainer.algorithms.rewards import step_rewards
-from llm_trainer.algorithms.sft import TrainResult
 from llm_trainer.core.errors import ConfigError
 from llm_trainer.core.rundir import RunDir, atomic_directory
-from llm_trainer.core.seeding import preserved_global_rngs
+from llm_trainer.core.seeding import derive_seed, preserved_global_rngs
 from llm_trainer.core.trajectory import Trajectory
 
 Evaluate = Callable[[Any], Mapping[str, float]]
 
 CHECKPOINT_PREFIX = "iteration-"
-
-
-def _derive(*parts: int) -> int:
-    """A 63-bit seed from integers (stable across processes, unlike ``hash``)."""
-    value = 0x9E3779B97F4A7C15
-    for part in parts:
-        value = (value ^ (part & 0xFFFFFFFFFFFFFFFF)) * 0x100000001B3 & 0xFFFFFFFFFFFFFFFF
-    return value >> 1
 
 
 class ValueHead:
@@ -215,7 +208,7 @@ class PPOTrainer:
             sampling=SamplingConfig(
                 temperature=s.temperature,
                 max_new_tokens=s.max_new_tokens,
-                seed=_derive(self.seed, 2, iteration) % (2**31),
+                seed=derive_seed(self.seed, "ppo-rollout", iteration),
             ),
             system_prompt=self.system_prompt,
             record_episodes=False,
@@ -390,7 +383,9 @@ class PPOTrainer:
                 offset += n
 
         stats: dict[str, list[float]] = {}
-        generator = torch.Generator().manual_seed(_derive(self.seed, 3, iteration))
+        generator = torch.Generator().manual_seed(
+            derive_seed(self.seed, "ppo-minibatches", iteration, bits=63)
+        )
         stopped_early = False
         for epoch in range(s.update_epochs):
             order = torch.randperm(len(data), generator=generator).tolist()
@@ -495,15 +490,17 @@ class PPOTrainer:
 
     def train(self, *, resume: bool = False) -> TrainResult:
         """Run ``train.max_steps`` iterations (continuing from the last checkpoint on resume)."""
-        import torch
         from torch.utils.tensorboard import SummaryWriter
         from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
         checkpoint = self.last_checkpoint() if resume else None
         if checkpoint is not None:
             self.load_checkpoint(checkpoint)
-        if self.train_config.threads:
-            torch.set_num_threads(self.train_config.threads)
+        if self.train_config.grad_accum != 1:
+            raise ConfigError(
+                "train.grad_accum: PPO accumulates exactly over each mini-batch "
+                "(ppo.num_minibatches and train.batch_size set it); leave grad_accum at 1"
+            )
         writer = SummaryWriter(log_dir=str(self.run.tensorboard))
         start = time.perf_counter()
         total = self.train_config.max_steps
@@ -512,7 +509,7 @@ class PPOTrainer:
         )
         eval_seconds = 0.0  # held-out evaluations: left out of the training throughput
         try:
-            with preserved_global_rngs():
+            with preserved_global_rngs(), torch_threads(self.train_config.threads):
                 for iteration in bar:
                     metrics = self.step(iteration)
                     self.iteration = iteration + 1
@@ -638,3 +635,39 @@ class PPOTrainer:
         self.tokens_trained = int(progress["tokens_trained"])
         self.tokens_generated = int(progress["tokens_generated"])
         self.env_steps = int(progress["env_steps"])
+
+
+class PPOAlgorithm(Algorithm):
+    """PPO (ours) over whole multi-turn episodes: value head or model, GAE over generated
+    tokens, clipped losses, KL to the initial policy."""
+
+    name = "ppo"
+    config_class = PPOSettings
+    sections = ("reward",)
+
+    def run(self, context: AlgorithmContext) -> AlgorithmResult:
+        p: PPOSettings = self.config
+        experiment = context.experiment
+        model, tokenizer = context.load_model()
+        context.log(
+            f"PPO: {experiment.train.max_steps} iterations of {p.episodes_per_iteration} "
+            f"episodes of {p.env_id} (difficulty {p.difficulty})"
+        )
+        ppo = PPOTrainer(
+            model,
+            tokenizer,
+            experiment.train,
+            p,
+            experiment.reward,
+            context.run,
+            seed=context.seed,
+            system_prompt=context.system_prompt,
+            evaluate=context.evaluator(tokenizer),
+            eval_every=experiment.eval.every_steps,
+            model_dir=context.model_dir,
+        )
+        result = ppo.train(resume=context.resume)
+        model = ppo.model
+        if hasattr(model, "merge_and_unload"):  # the RL agent is saved whole: it serves anywhere
+            model = model.merge_and_unload()
+        return AlgorithmResult(model=model, tokenizer=tokenizer, training=result)

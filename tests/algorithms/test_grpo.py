@@ -16,8 +16,9 @@ pytest.importorskip("trl")
 
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from llm_trainer.algorithms.config import GRPOSettings, RewardConfig, TrainConfig
+from llm_trainer.algorithms.config import RewardConfig, TrainConfig
 from llm_trainer.algorithms.grpo import (
+    GRPOSettings,
     GRPOTrainer,
     env_prompt_dataset,
     env_reward,

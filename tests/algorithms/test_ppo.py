@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("trl")
 
 from llm_trainer.agents.tinylm import TinyLMConfig, build_model, build_tokenizer
-from llm_trainer.algorithms.config import PPOSettings, RewardConfig, TrainConfig
+from llm_trainer.algorithms.config import RewardConfig, TrainConfig
+from llm_trainer.algorithms.ppo import PPOSettings
 from llm_trainer.algorithms.ppo.trainer import PPOTrainer
 from llm_trainer.core.errors import ConfigError, UnknownEnvError
 from llm_trainer.core.rundir import RunDir

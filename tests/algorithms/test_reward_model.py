@@ -26,18 +26,18 @@ from llm_trainer.algorithms.config import (
     LoRAConfig,
     ModelConfig,
     RewardConfig,
-    RewardModelSettings,
     TrainConfig,
 )
+from llm_trainer.algorithms.experiment import run_experiment
 from llm_trainer.algorithms.reward_model import (
     METADATA_FILE,
     RewardModel,
+    RewardModelSettings,
     RewardModelTrainer,
     RewardPair,
     env_pairs,
     load_pairs_jsonl,
     ranking_accuracy,
-    run_reward_model,
     sequence_classifier,
     split_pairs,
 )
@@ -343,12 +343,12 @@ def test_run_reward_model_end_to_end(tmp_path: Path) -> None:
         model=ModelConfig(system_prompt="", tiny=SMALL),
         data=DataConfig(episodes=24),
         train=TrainConfig(max_steps=3, batch_size=8, warmup_steps=1, logging_steps=1),
-        reward_model=RewardModelSettings(held_out_fraction=0.25),
+        settings=RewardModelSettings(held_out_fraction=0.25),
         output_dir=str(tmp_path),
     )
-    run = RunDir(tmp_path / "run")
     lines: list[str] = []
-    summary = run_reward_model(config, run, lines.append)
+    summary = run_experiment(config, log=lines.append)
+    run = RunDir(summary["run_dir"])
     assert summary["train_pairs"] + summary["held_out_pairs"] == 24
     assert summary["held_out_pairs"] == 6
     assert 0 <= summary["ranking_accuracy_before"] <= 1

@@ -33,7 +33,8 @@ def test_config_errors_name_the_field_and_the_allowed_values(tmp_path: Path) -> 
     bad.write_text("algorithm: ppx\n")
     with pytest.raises(
         ConfigError,
-        match=r"algorithm: 'ppx' is not one of \['sft', 'dpo', 'ppo', 'grpo', 'reward_model'\]",
+        match=r"algorithm: unknown algorithm 'ppx' \(did you mean 'ppo'\?\); registered: dpo, "
+        r"grpo, ppo, reward_model, sft",
     ):
         load_config(ExperimentConfig, bad)
     with pytest.raises(ConfigError, match=r"train.batch_size: expected an integer"):

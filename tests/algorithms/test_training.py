@@ -18,8 +18,8 @@ import torch
 from transformers import TrainerCallback
 
 from llm_trainer.agents.tinylm import TinyLMConfig, build_model, build_tokenizer
-from llm_trainer.algorithms.config import DPOSettings, LoRAConfig, TrainConfig
-from llm_trainer.algorithms.dpo import DPOTrainer, corrupted_pairs
+from llm_trainer.algorithms.config import LoRAConfig, TrainConfig
+from llm_trainer.algorithms.dpo import DPOSettings, DPOTrainer, corrupted_pairs
 from llm_trainer.algorithms.hf import AtomicCheckpoints, last_checkpoint
 from llm_trainer.algorithms.rollout import oracle_trajectories
 from llm_trainer.algorithms.sft import SFTTrainer

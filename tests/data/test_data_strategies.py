@@ -24,7 +24,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm_trainer.algorithms.data import (
+from llm_trainer.core.errors import ConfigError
+from llm_trainer.core.records import ToolCall
+from llm_trainer.core.trajectory import Trajectory
+from llm_trainer.data import (
     CANONICAL,
     EXAMPLE_PATH,
     TOOL_ENV_IDS,
@@ -46,12 +49,9 @@ from llm_trainer.algorithms.data import (
     to_toolbench,
     validate_trajectory,
 )
-from llm_trainer.algorithms.data.base import EnvPool, replay_task, single_call_task
-from llm_trainer.algorithms.data.base import solution_actions as solve
-from llm_trainer.algorithms.data.teacher import render_plain
-from llm_trainer.core.errors import ConfigError
-from llm_trainer.core.records import ToolCall
-from llm_trainer.core.trajectory import Trajectory
+from llm_trainer.data.base import EnvPool, replay_task, single_call_task
+from llm_trainer.data.base import solution_actions as solve
+from llm_trainer.data.teacher import render_plain
 from llm_trainer.envs.tools import AnswerAction, parse_action
 from llm_trainer.envs.tooluse.base import system_prompt
 
@@ -273,7 +273,7 @@ def tiny() -> tuple[Any, Any]:
 def test_teacher_mode_on_the_tiny_model(tiny: tuple[Any, Any]) -> None:
     import torch
 
-    from llm_trainer.algorithms.data import teacher_trajectories
+    from llm_trainer.data import teacher_trajectories
 
     model, tokenizer = tiny
     questions = [q for tool in TOOLS for q in plain_examples(tool, 2, seed=11)]  # type: ignore[arg-type]
@@ -314,7 +314,7 @@ def test_teacher_mode_loads_a_model_directory(tmp_path: Path) -> None:
     import torch
 
     from llm_trainer.agents.tinylm import TinyLMConfig, create_tiny_model
-    from llm_trainer.algorithms.data import teacher_trajectories
+    from llm_trainer.data import teacher_trajectories
 
     config = TinyLMConfig(n_layers=1, hidden_size=32, n_heads=2, intermediate_size=64)
     path = create_tiny_model(tmp_path / "tiny", config, seed=1)
@@ -522,5 +522,5 @@ def test_the_loader_never_crashes_on_junk(data: Any) -> None:
 
 
 def test_importing_the_data_strategies_does_not_import_torch() -> None:
-    code = "import sys, llm_trainer.algorithms.data; sys.exit('torch' in sys.modules)"
+    code = "import sys, llm_trainer.data; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -4,11 +4,11 @@ Three strategies, all producing :class:`~llm_trainer.core.trajectory.Trajectory`
 envs' own format (system prompt and tools as the env's ``info`` gives them, real tool outputs,
 the env's metrics):
 
-* :mod:`~llm_trainer.algorithms.data.templates` (``source="template"``): at least 50 canonical
+* :mod:`~llm_trainer.data.templates` (``source="template"``): at least 50 canonical
   question -> tool call -> answer examples per tool, paraphrased deterministically;
-* :mod:`~llm_trainer.algorithms.data.teacher` (``source="teacher"``): Toolformer-style
+* :mod:`~llm_trainer.data.teacher` (``source="teacher"``): Toolformer-style
   self-supervision, keeping the tool calls that lower a model's loss on the answer;
-* :mod:`~llm_trainer.algorithms.data.toolbench` (``source="toolbench"``): ToolBench-format JSON
+* :mod:`~llm_trainer.data.toolbench` (``source="toolbench"``): ToolBench-format JSON
   files, with a synthetic fallback (``source="toolbench:synthetic"``).
 
 :func:`validate_trajectory` checks any trajectory against the env contract (every action parses,
@@ -16,7 +16,7 @@ tool calls reproduce their results, the answer is right), replaying it through t
 the task is known. Importing this package does not import torch.
 """
 
-from llm_trainer.algorithms.data.base import (
+from llm_trainer.data.base import (
     MULTITOOL_ENV_ID,
     TOOL_ENV_IDS,
     TOOL_NAMES,
@@ -27,7 +27,7 @@ from llm_trainer.algorithms.data.base import (
     replay_task,
     validate_trajectory,
 )
-from llm_trainer.algorithms.data.teacher import (
+from llm_trainer.data.teacher import (
     CandidateScore,
     CausalLMScorer,
     PlainExample,
@@ -39,7 +39,7 @@ from llm_trainer.algorithms.data.teacher import (
     teacher_filter,
     teacher_trajectories,
 )
-from llm_trainer.algorithms.data.templates import (
+from llm_trainer.data.templates import (
     CANONICAL,
     TemplateConfig,
     canonical_examples,
@@ -48,7 +48,7 @@ from llm_trainer.algorithms.data.templates import (
     template_tasks,
     template_trajectories,
 )
-from llm_trainer.algorithms.data.toolbench import (
+from llm_trainer.data.toolbench import (
     EXAMPLE_PATH,
     RecordError,
     ToolBenchConfig,

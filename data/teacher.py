@@ -40,7 +40,10 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
-from llm_trainer.algorithms.data.base import (
+from llm_trainer.core.errors import ConfigError
+from llm_trainer.core.records import ToolCall, to_plain
+from llm_trainer.core.trajectory import Trajectory
+from llm_trainer.data.base import (
     TOOL_ENV_IDS,
     DataFormatError,
     EnvPool,
@@ -50,10 +53,7 @@ from llm_trainer.algorithms.data.base import (
     solution_actions,
     tool_registry,
 )
-from llm_trainer.algorithms.data.templates import TOOLS, TemplateConfig, ToolName, template_tasks
-from llm_trainer.core.errors import ConfigError
-from llm_trainer.core.records import ToolCall, to_plain
-from llm_trainer.core.trajectory import Trajectory
+from llm_trainer.data.templates import TOOLS, TemplateConfig, ToolName, template_tasks
 from llm_trainer.envs.tools import format_answer
 from llm_trainer.envs.tools.search import corpus
 from llm_trainer.envs.tools.weather import CITIES

@@ -5,7 +5,7 @@ Each of the three tools has at least 50 hand-written *canonical examples*
 answer comes from. :func:`template_examples` instantiates them (numbers, cities and dates, people,
 countries and companies of the encyclopedia), rewrites the question with a deterministic
 :func:`paraphrase` (synonym substitution, reordering, framing), and replays the solution through
-the real env (:func:`~llm_trainer.algorithms.data.base.replay_task`), so the observation is the
+the real env (:func:`~llm_trainer.data.base.replay_task`), so the observation is the
 tool's real output and the metrics are the env's.
 
 Determinism: everything is drawn from ``numpy.random.default_rng(seed)``; example ``i`` draws its
@@ -27,7 +27,10 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from llm_trainer.algorithms.data.base import (
+from llm_trainer.core.errors import ConfigError, ToolError
+from llm_trainer.core.records import ToolCall
+from llm_trainer.core.trajectory import Trajectory
+from llm_trainer.data.base import (
     TOOL_ENV_IDS,
     EnvPool,
     Example,
@@ -35,9 +38,6 @@ from llm_trainer.algorithms.data.base import (
     single_call_task,
     solution_actions,
 )
-from llm_trainer.core.errors import ConfigError, ToolError
-from llm_trainer.core.records import ToolCall
-from llm_trainer.core.trajectory import Trajectory
 from llm_trainer.envs.tools.calculator import calculator
 from llm_trainer.envs.tools.search import Company, Country, Person, corpus
 from llm_trainer.envs.tools.weather import CITIES, N_DAYS, WeatherWorld

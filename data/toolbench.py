@@ -27,7 +27,7 @@ ToolBench has no reference answer apart from the annotated final answer, so a ``
 Finish counts as ``answer_correct`` (ToolBench's own "solved" label).
 
 Bad input never brings a batch down: a malformed record is skipped and counted (or, with
-``on_error="raise"``, raises :class:`~llm_trainer.algorithms.data.base.DataFormatError` naming
+``on_error="raise"``, raises :class:`~llm_trainer.data.base.DataFormatError` naming
 the record's index). Records without a Finish (ToolBench's per-step prefixes) and give-ups are
 skipped and counted, never errors. With no file, :func:`load_toolbench` falls back to synthetic
 data: oracle rollouts of the tool-use envs, with a logged notice.
@@ -47,7 +47,10 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from llm_trainer.algorithms.data.base import (
+from llm_trainer.core.errors import ConfigError
+from llm_trainer.core.records import METRIC_KEYS, FrozenDict, ToolCall, to_plain
+from llm_trainer.core.trajectory import Step, Trajectory
+from llm_trainer.data.base import (
     MULTITOOL_ENV_ID,
     TOOL_ENV_IDS,
     TOOL_NAMES,
@@ -57,9 +60,6 @@ from llm_trainer.algorithms.data.base import (
     replay_task,
     solution_actions,
 )
-from llm_trainer.core.errors import ConfigError
-from llm_trainer.core.records import METRIC_KEYS, FrozenDict, ToolCall, to_plain
-from llm_trainer.core.trajectory import Step, Trajectory
 from llm_trainer.envs.registration import registry
 from llm_trainer.envs.tools import AnswerAction, format_answer, parse_action
 from llm_trainer.envs.tooluse.base import Task, system_prompt
@@ -324,7 +324,7 @@ def synthetic_trajectories(n: int, seed: int, *, corpus_seed: int = 0) -> list[T
     included: the stand-in for ToolBench data (``source="toolbench:synthetic"``).
 
     Each is a real episode (``seed`` is its reset seed), so
-    :func:`~llm_trainer.algorithms.data.base.validate_trajectory` replays it from the reset.
+    :func:`~llm_trainer.data.base.validate_trajectory` replays it from the reset.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ConfigError(f"n must be a non-negative int, got {n!r}")

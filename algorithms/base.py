@@ -1,0 +1,361 @@
+"""The algorithm plug-in API: a config dataclass, ``run(context) -> result``, and a registry.
+
+An algorithm is a class with a ``name``, a ``config_class`` (a frozen dataclass: its settings,
+the YAML section of the same name) and one method, :meth:`Algorithm.run`, which gets an
+:class:`AlgorithmContext` and returns an :class:`AlgorithmResult`. The built-ins (``sft``,
+``dpo``, ``ppo``, ``grpo``, ``reward_model``) are found exactly as a user's algorithm is (see
+:mod:`llm_trainer.algorithms.registry`), and :func:`~llm_trainer.algorithms.experiment.
+run_experiment` never names one.
+
+A complete algorithm (rejection sampling from a trained policy, kept when the env verifies
+it; see ``examples/expert_iteration.py`` for a learning one)::
+
+    @dataclass(frozen=True)
+    class BestOfNConfig:
+        samples: int = 4
+        \"\"\"Episodes sampled per task.\"\"\"
+
+    class BestOfN(Algorithm):
+        \"\"\"Keep the env-verified successes among n samples per task.\"\"\"
+
+        name = "best_of_n"
+        config_class = BestOfNConfig
+        produces_policy = False
+
+        def run(self, context: AlgorithmContext) -> AlgorithmResult:
+            model, tokenizer = context.load_model()
+            agent = context.agent(model, tokenizer, temperature=1.0)
+            seeds = [s for s in range(100) for _ in range(self.config.samples)]
+            episodes = context.collect(agent, "LLMTrainer/Calculator-v0", seeds)
+            wins = [t for t in episodes if t.success]
+            version = context.store_dataset("best_of_n", wins)
+            return AlgorithmResult(metrics={"kept": len(wins)}, dataset_version=version)
+
+The context gives an algorithm what every algorithm needs and nothing that couples it to
+another: the run directory, the seed, the experiment's shared sections (``model``, ``data``,
+``train``, ``reward``, ``eval``), a model loader, an env factory, the one episode engine
+(:meth:`AlgorithmContext.collect`), the trajectory store, held-out evaluation and a logger.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from llm_trainer.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+    from llm_trainer.agents.policy import Policy
+    from llm_trainer.algorithms.config import ExperimentConfig
+    from llm_trainer.core.rundir import RunDir
+    from llm_trainer.core.store import Provenance, TrajectoryStore
+    from llm_trainer.core.trajectory import Trajectory
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class NoSettings:
+    """The settings of an algorithm that has none of its own."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrainResult:
+    """What a training loop did (every trainer returns one).
+
+    Attributes:
+        steps: Optimizer steps (PPO: iterations) done.
+        losses: ``(step, loss)`` at every logging step.
+        seconds: Wall time of training, held-out evaluations during it included.
+        tokens_per_second: Training tokens per second, evaluations excluded.
+        resumed_from: The checkpoint the run continued, if any.
+    """
+
+    steps: int
+    losses: tuple[tuple[int, float], ...]
+    seconds: float
+    tokens_per_second: float
+    resumed_from: str | None
+
+
+@dataclass(frozen=True)
+class AlgorithmResult:
+    """What :meth:`Algorithm.run` returns.
+
+    Attributes:
+        model: The trained policy (a causal LM); ``run_experiment`` evaluates it on the
+            held-out episodes and saves it as ``final_model``. ``None`` when the algorithm
+            makes no policy (``produces_policy = False``).
+        tokenizer: Its tokenizer (default: the one :meth:`AlgorithmContext.load_model` gave).
+        training: The training loop's result, when there was one.
+        metrics: Anything else for the summary (e.g. ``ranking_accuracy_after``).
+        dataset_version: The trajectory-store version of the data trained on.
+        artifacts: Files or folders the run wrote, by name (e.g. ``{"reward_model": path}``).
+    """
+
+    model: Any = None
+    tokenizer: Any = None
+    training: TrainResult | None = None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    dataset_version: str | None = None
+    artifacts: Mapping[str, str] = field(default_factory=dict)
+
+
+class Algorithm:
+    """Base class of every algorithm: subclass it, set the class attributes, write :meth:`run`.
+
+    Class attributes:
+        name: The registered name, and the key of the settings section in experiment YAML.
+        config_class: A dataclass of the algorithm's own settings (default: none).
+        produces_policy: Whether :meth:`run` returns a trained policy to evaluate and save.
+        sections: The experiment's shared sections it reads besides ``model``, ``train`` and
+            ``eval`` (``"data"``, ``"reward"``): setting another one to a non-default value is
+            an error, since it would do nothing.
+    """
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[Any]] = NoSettings
+    produces_policy: ClassVar[bool] = True
+    sections: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Any = None) -> None:
+        if config is None:
+            config = self.config_class()
+        if not isinstance(config, self.config_class):
+            raise ConfigError(
+                f"algorithm {self.name!r} takes a {self.config_class.__name__}, "
+                f"got {type(config).__name__}"
+            )
+        self.config = config
+
+    def run(self, context: AlgorithmContext) -> AlgorithmResult:
+        """Do the work (train, search, generate data...) and return what came out."""
+        raise NotImplementedError(f"{type(self).__name__}.run")
+
+    @classmethod
+    def describe(cls) -> str:
+        """The first paragraph of the class docstring, on one line."""
+        return " ".join((cls.__doc__ or "").strip().split("\n\n", 1)[0].split())
+
+
+def check_algorithm_class(cls: Any, where: str) -> type[Algorithm]:
+    """``cls`` if it is a usable algorithm class, else a :class:`ConfigError` saying what it
+    lacks (``where`` names the reference it came from)."""
+    if not isinstance(cls, type):
+        raise ConfigError(f"{where} is a {type(cls).__name__}, not an algorithm class")
+    missing = [
+        attr
+        for attr in ("name", "config_class", "run")
+        if not getattr(cls, attr, None) and attr != "config_class"
+    ]
+    if missing:
+        raise ConfigError(
+            f"{where} ({cls.__name__}) is not an algorithm: it lacks {missing} (subclass "
+            "llm_trainer.algorithms.base.Algorithm and set name, config_class and run)"
+        )
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ConfigError(
+            f"{where}: algorithm name {name!r} must be an identifier "
+            "(it is also the YAML section of its settings)"
+        )
+    config_class = getattr(cls, "config_class", NoSettings)
+    if not dataclasses.is_dataclass(config_class):
+        raise ConfigError(f"{where}: config_class {config_class!r} is not a dataclass")
+    return cls
+
+
+class AlgorithmContext:
+    """What :meth:`Algorithm.run` gets: the run, its settings, and shared services.
+
+    Args:
+        experiment: The experiment config (shared sections and the algorithm's settings).
+        run: The run directory.
+        log: Where progress lines go.
+    """
+
+    def __init__(self, experiment: ExperimentConfig, run: RunDir, *, log: Log = print) -> None:
+        self.experiment = experiment
+        self.run = run
+        self.log = log
+        self.seed = experiment.seed
+        self.resume = experiment.resume
+        self._store: TrajectoryStore | None = None
+        self._tokenizer: Any = None
+
+    # -- shared sections --------------------------------------------------------------------
+
+    @property
+    def system_prompt(self) -> str | None:
+        """The agent's system prompt (``model.system_prompt``: ``None`` keeps the env's)."""
+        return self.experiment.model.system_prompt
+
+    @property
+    def model_dir(self) -> Path:
+        """The directory the starting model is loaded from (the tiny model is built into the
+        run directory)."""
+        model = self.experiment.model
+        return self.run.path / "init_model" if model.path == "tiny" else Path(model.path)
+
+    # -- services ----------------------------------------------------------------------------
+
+    def load_model(self) -> tuple[Any, Any]:
+        """The starting model and its tokenizer, on ``train.device``.
+
+        The tiny model is built from scratch into ``run/init_model`` (seeded with the
+        experiment's seed); any other ``model.path`` is a local Hugging Face directory.
+        """
+        from llm_trainer.algorithms.models import load_model
+
+        model, tokenizer = load_model(
+            self.experiment.model, self.model_dir, seed=self.seed, device=self.device
+        )
+        self._tokenizer = tokenizer
+        return model, tokenizer
+
+    @property
+    def device(self) -> str:
+        """Where models train: ``train.device`` with ``auto`` resolved (``cuda`` when there
+        is a GPU, else ``cpu``)."""
+        from llm_trainer.algorithms.models import resolve_device
+
+        return resolve_device(self.experiment.train.device)
+
+    def make_env(self, env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
+        """A registered env (``llm_trainer.make``); close it when done."""
+        from llm_trainer.envs.registration import make
+
+        return make(env_id, **kwargs)
+
+    def agent(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        *,
+        temperature: float = 0.0,
+        max_new_tokens: int | None = None,
+        seed: int | None = None,
+    ) -> Any:
+        """An :class:`~llm_trainer.agents.llm_agent.LLMAgent` acting with ``model`` in this
+        process (greedy at temperature 0), with the experiment's system prompt."""
+        from llm_trainer.algorithms.evaluation import model_agent
+
+        return model_agent(
+            model,
+            tokenizer if tokenizer is not None else self._tokenizer,
+            system_prompt=self.system_prompt,
+            max_new_tokens=max_new_tokens or self.experiment.eval.max_new_tokens,
+            temperature=temperature,
+            seed=self.seed if seed is None else seed,
+        )
+
+    def collect(
+        self,
+        policy: Policy,
+        env_id: str,
+        seeds: Sequence[int],
+        *,
+        difficulty: int | None = None,
+        num_envs: int | None = None,
+        source: str = "policy",
+        env_kwargs: Mapping[str, Any] | None = None,
+    ) -> list[Trajectory]:
+        """One episode per seed through the episode engine (lockstep, batched generation,
+        token-faithful records; a failed episode carries its ``error``)."""
+        from llm_trainer.algorithms.rollout import collect
+
+        return collect(
+            env_id,
+            lambda envs: policy,
+            seeds,
+            num_envs=num_envs or self.experiment.eval.batch_size,
+            difficulty=difficulty,
+            env_kwargs=env_kwargs,
+            source=source,
+        )
+
+    def evaluate(
+        self, model: Any, tokenizer: Any = None, *, episodes: int | None = None
+    ) -> dict[str, float]:
+        """Greedy held-out evaluation (the ``eval`` section): success, tool accuracy, format
+        correctness, execution success, answer correctness, mean reward and steps."""
+        from llm_trainer.algorithms.evaluation import evaluate_model
+
+        ev = self.experiment.eval
+        metrics, _ = evaluate_model(
+            model,
+            tokenizer if tokenizer is not None else self._tokenizer,
+            ev.env_id,
+            range(ev.first_seed, ev.first_seed + (ev.episodes if episodes is None else episodes)),
+            difficulty=ev.difficulty,
+            system_prompt=self.system_prompt,
+            max_new_tokens=ev.max_new_tokens,
+            batch_size=ev.batch_size,
+        )
+        return metrics
+
+    @property
+    def store(self) -> TrajectoryStore:
+        """The run's trajectory store (``trajectories.db``)."""
+        from llm_trainer.core.store import TrajectoryStore
+
+        if self._store is None:
+            self._store = TrajectoryStore(self.run.path / "trajectories.db")
+        return self._store
+
+    def store_dataset(
+        self,
+        name: str,
+        trajectories: Sequence[Trajectory],
+        provenance: Provenance | None = None,
+    ) -> str:
+        """Store ``trajectories`` as a versioned dataset ``<experiment name>-<name>``;
+        returns its version (content hash)."""
+        from llm_trainer.core.store import Provenance
+
+        info = self.store.add(
+            f"{self.experiment.name}-{name}",
+            list(trajectories),
+            provenance
+            or Provenance(
+                env_ids=tuple(sorted({t.env_id for t in trajectories})),
+                agent=self.experiment.model.path,
+                strategy=name,
+            ),
+        )
+        return info.id
+
+    def training_data(self, model: Any = None, tokenizer: Any = None) -> tuple[list[Any], str]:
+        """The ``data`` section's trajectories (built with its strategy: oracle demonstrations,
+        templates, teacher mode, ToolBench), stored and versioned with their provenance.
+        Returns them and the dataset version. ``model`` and ``tokenizer`` serve teacher mode."""
+        from llm_trainer.core.config import to_dict
+        from llm_trainer.core.store import Provenance
+        from llm_trainer.data.build import build_training_data
+
+        data = self.experiment.data
+        trajectories = build_training_data(
+            data, seed=self.seed, log=self.log, model=model, tokenizer=tokenizer
+        )
+        version = self.store_dataset(
+            "train",
+            trajectories,
+            Provenance(
+                env_ids=(data.env_id,),
+                seeds=(data.first_seed, data.first_seed + data.episodes - 1),
+                agent="oracle" if data.strategy == "oracle" else data.strategy,
+                strategy=data.strategy,
+                config=to_dict(data),
+            ),
+        )
+        self.log(f"training data: {len(trajectories)} trajectories, version {version}")
+        return trajectories, version
+
+    def evaluator(self, tokenizer: Any = None) -> Callable[[Any], Mapping[str, float]]:
+        """``evaluate`` bound to a tokenizer: what trainers call every ``eval.every_steps``."""
+        return lambda model: self.evaluate(model, tokenizer)
