@@ -28,7 +28,6 @@ from typing import Annotated, Any, Literal
 from llm_trainer.agents.tinylm import TinyLMConfig
 from llm_trainer.core.config import (
     NON_NEGATIVE,
-    POSITIVE,
     Range,
     apply_overrides,
     build,

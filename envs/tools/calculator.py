@@ -73,11 +73,18 @@ def _normal(value: Number) -> Number:
     return value.numerator if value.denominator == 1 else value
 
 
+def _int_text(n: int) -> str:
+    """``str(n)`` for any int this module makes, whatever ``sys.set_int_max_str_digits()`` says
+    (the process may lower it to 640 digits; our results reach about 1,233)."""
+    return str(n) if n.bit_length() <= 2000 else str(Decimal(n))  # 2000 bits: < 603 digits
+
+
 def _pow(base: Number, exponent: Number) -> Number:
     if not isinstance(exponent, int):
         raise ToolError("non-integer exponents are not supported; use sqrt() for square roots")
     if abs(exponent) > MAX_EXPONENT:
-        raise ToolError(f"exponent {exponent} out of range (|exponent| <= {MAX_EXPONENT})")
+        shown = _int_text(exponent) if exponent.bit_length() <= 64 else "too large"
+        raise ToolError(f"exponent {shown} out of range (|exponent| <= {MAX_EXPONENT})")
     if base == 0 and exponent < 0:
         raise ToolError("division by zero (zero to a negative power)")
     # Bound the size of the result before computing it.
@@ -240,8 +247,11 @@ def _evaluate(expression: str) -> Number:
         raise ToolError(f"expression nested too deeply (more than {MAX_DEPTH} levels)")
     try:
         tree = ast.parse(text, mode="eval")
+    except UnicodeEncodeError as exc:  # a lone surrogate, which cannot be UTF-8 encoded
+        bad = exc.object[exc.start : exc.end]
+        raise ToolError(f"invalid expression: invalid character {bad!r}") from None
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
-        detail = exc.msg if isinstance(exc, SyntaxError) else type(exc).__name__
+        detail = exc.msg if isinstance(exc, SyntaxError) else str(exc) or type(exc).__name__
         raise ToolError(f"invalid expression: {detail}") from None
     return _eval(tree.body, 0, text.encode())
 
@@ -254,7 +264,7 @@ def format_number(value: Number) -> str:
     ('57', '3.5', '0.333333')
     """
     if isinstance(value, int) or value.denominator == 1:
-        return str(int(value))
+        return _int_text(int(value))
     den = value.denominator
     twos = fives = 0
     while den % 2 == 0:
@@ -266,7 +276,7 @@ def format_number(value: Number) -> str:
     places = max(twos, fives) if den == 1 and max(twos, fives) <= 12 else DISPLAY_DECIMALS
     scaled = round(value * 10**places)
     sign = "-" if scaled < 0 else ""
-    digits = str(abs(scaled)).rjust(places + 1, "0")
+    digits = _int_text(abs(scaled)).rjust(places + 1, "0")
     text = f"{sign}{digits[:-places]}.{digits[-places:]}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
 

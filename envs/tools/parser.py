@@ -8,9 +8,13 @@ The grammar (exact; anything else is malformed)::
     answer      := "<answer>" text-without-tags "</answer>"
     json-object := {"name": <non-empty str>, "arguments": <object>}   (no other keys)
 
+JSON integers have at most :data:`MAX_JSON_INT_DIGITS` digits and containers nest at most
+:data:`MAX_JSON_DEPTH` levels (so that no argument is too big to print or to copy).
+
 One tool call per action: several ``<tool_call>`` blocks, a tool call mixed with an answer,
-text outside the blocks, unclosed or nested tags, invalid JSON, or missing/extra keys are all
-malformed, and :func:`parse_action` returns an :class:`InvalidAction` saying which rule broke.
+text outside the blocks, unclosed or nested tags, invalid JSON (or over those bounds), or
+missing/extra keys are all malformed, and :func:`parse_action` returns an
+:class:`InvalidAction` saying which rule broke; it never raises, whatever the text.
 This is the format Qwen/Hermes-style open models emit, so their completions parse unchanged.
 """
 
@@ -19,8 +23,17 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from llm_trainer.core.records import ToolCall
+
+#: Longest JSON integer accepted (sign excluded). ``int()`` refuses more than
+#: ``sys.get_int_max_str_digits()`` digits (4,300 by default, never under 640), and json.loads
+#: raised that ``ValueError`` out of :func:`parse_action`; no tool takes such a number.
+MAX_JSON_INT_DIGITS = 600
+#: Deepest nesting of JSON objects and arrays accepted (the tools take flat arguments; without
+#: a bound, a few hundred levels made ``ToolCall`` overflow the Python stack).
+MAX_JSON_DEPTH = 32
 
 TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
@@ -72,9 +85,38 @@ def parse_action(text: str) -> Action:
     return _parse_tool_call(match.group(1))
 
 
+class _IntegerTooLongError(ValueError):
+    """A JSON integer of more than :data:`MAX_JSON_INT_DIGITS` digits."""
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) - text.startswith("-") > MAX_JSON_INT_DIGITS:
+        raise _IntegerTooLongError
+    return int(text)
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests objects/arrays more than :data:`MAX_JSON_DEPTH` levels deep
+    (iteratively: the check itself must not overflow the stack)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if type(item) is dict else item if type(item) is list else ()
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                if depth >= MAX_JSON_DEPTH:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 def _parse_tool_call(body: str) -> Action:
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_int=_bounded_int)
+    except _IntegerTooLongError:
+        return InvalidAction(
+            f"tool call has a JSON integer of more than {MAX_JSON_INT_DIGITS} digits"
+        )
     except (json.JSONDecodeError, RecursionError) as exc:
         msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
         return InvalidAction(f"tool call is not valid JSON: {msg}")
@@ -92,6 +134,10 @@ def _parse_tool_call(body: str) -> Action:
         return InvalidAction("tool call 'name' must be a non-empty string")
     if not isinstance(arguments, dict):
         return InvalidAction("tool call 'arguments' must be a JSON object")
+    if _too_deep(arguments):
+        return InvalidAction(
+            f"tool call 'arguments' nest more than {MAX_JSON_DEPTH} levels of objects/arrays"
+        )
     return ToolCall(name.strip(), arguments)
 
 

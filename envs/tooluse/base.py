@@ -11,14 +11,16 @@ from __future__ import annotations
 import abc
 import re
 from collections.abc import Iterable, Sequence
-from fractions import Fraction
-from typing import Any, Literal, NamedTuple, SupportsFloat, TypeVar
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Decimal, localcontext
+from typing import Any, ClassVar, Literal, NamedTuple, SupportsFloat, TypeVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.error import ResetNeeded
 
+from llm_trainer.core.errors import ConfigError
 from llm_trainer.core.records import ToolCall
+from llm_trainer.envs.registration import registry
 from llm_trainer.envs.spaces import MAX_TEXT_LENGTH, UnicodeText
 from llm_trainer.envs.tools import AnswerAction, InvalidAction, ToolRegistry, parse_action
 
@@ -71,20 +73,27 @@ class Episode(NamedTuple):
     done: bool = False
 
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
-_NUMBER_TOLERANCE = Fraction(1, 10**6)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")  # \d: any Unicode digit (Arabic-Indic, fullwidth...)
+_NUMBER_TOLERANCE = Decimal("1e-6")
+# int() of at most 18 digits is cheap and far below any sys.get_int_max_str_digits() setting
+# (at least 640); longer numbers go through Decimal, which reads any length in linear time.
+_FAST_DIGITS = 18
 
 
 def answer_matches(given: str, expected: str, kind: AnswerKind) -> bool:
     """Whether the text inside ``<answer>`` is right.
 
     Numbers: the answer must contain exactly one number (units and words around it are fine,
-    thousands separators are ignored) within 1e-6 of the expected value. Text: equal after
-    case folding, collapsing whitespace and dropping a trailing period or surrounding quotes.
+    thousands separators are ignored, any script's decimal digits count) within 1e-6 of the
+    expected value; a number of any length is judged, exactly and in linear time. Text: equal
+    after case folding, collapsing whitespace and dropping a trailing period or surrounding
+    quotes. Never raises, whatever ``given`` holds.
 
     >>> answer_matches("57 °C", "57", "number"), answer_matches("1,234.0", "1234", "number")
     (True, True)
     >>> answer_matches("5 or 6", "5", "number"), answer_matches(" paris. ", "Paris", "text")
+    (False, True)
+    >>> answer_matches("9" * 10_000, "57", "number"), answer_matches("٥٧", "57", "number")
     (False, True)
     """
     if kind == "number":
@@ -92,10 +101,21 @@ def answer_matches(given: str, expected: str, kind: AnswerKind) -> bool:
         if len(numbers) != 1:
             return False
         number = numbers[0]
-        if "." not in number and "." not in expected:  # the common case, without Fraction()
-            return int(number) == int(expected)
-        return abs(Fraction(number) - Fraction(expected)) <= _NUMBER_TOLERANCE
+        if "." not in number and "." not in expected and len(number) <= _FAST_DIGITS:
+            return int(number) == int(expected)  # the common case
+        # Any other length: int() and Fraction() refuse more than 4,300 digits (Python's
+        # int-string conversion limit) and a fuzzer sends such answers; Decimal() reads the
+        # number exactly in linear time, and comparisons between Decimals are exact.
+        low, high = _accepted_range(expected)
+        return low <= Decimal(number) <= high
     return _normalise_text(given) == _normalise_text(expected)
+
+
+def _accepted_range(expected: str) -> tuple[Decimal, Decimal]:
+    """``expected`` -/+ the tolerance, computed exactly (the decimal docs' unrounded context)."""
+    value = Decimal(expected)
+    with localcontext(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN):
+        return value - _NUMBER_TOLERANCE, value + _NUMBER_TOLERANCE
 
 
 def _normalise_text(text: str) -> str:
@@ -146,11 +166,15 @@ class ToolUseEnv(gym.Env[str, str], abc.ABC):
     ``answer_correct`` and ``success`` (right answer, and every required tool ran successfully).
 
     ## Arguments
-    ``difficulty`` (1-3, also a ``reset`` option: ``options={"difficulty": 2}``),
-    ``render_mode`` (``None`` or ``"ansi"``: the transcript), ``max_text_length``.
+    ``difficulty`` (one of :attr:`difficulties`, 1-3; also a ``reset`` option:
+    ``options={"difficulty": 2}``), ``render_mode`` (``None`` or ``"ansi"``: the transcript),
+    ``max_text_length``. A bad value raises :class:`~llm_trainer.core.errors.ConfigError`
+    (a ``ValueError``) in one line naming the env, the value and what is allowed.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012 - gymnasium's API
+    #: The difficulties :meth:`_sample_task` implements (registry.yaml declares the same ones).
+    difficulties: ClassVar[tuple[int, ...]] = DIFFICULTIES
 
     def __init__(
         self,
@@ -160,14 +184,21 @@ class ToolUseEnv(gym.Env[str, str], abc.ABC):
         render_mode: str | None = None,
         max_text_length: int = MAX_TEXT_LENGTH,
     ) -> None:
-        self.difficulty = _check_difficulty(difficulty, "difficulty")
+        self.difficulty = self.check_difficulty(difficulty)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, "
-                f"got {render_mode!r}"
+            raise ConfigError(
+                f"{self.env_name}: render_mode must be None or one of "
+                f"{self.metadata['render_modes']}, got {_short_repr(render_mode)}"
             )
-        if not isinstance(max_text_length, int) or max_text_length < 256:
-            raise ValueError(f"max_text_length must be an int >= 256, got {max_text_length!r}")
+        if (
+            isinstance(max_text_length, bool)
+            or not isinstance(max_text_length, int)
+            or max_text_length < 256
+        ):
+            raise ConfigError(
+                f"{self.env_name}: max_text_length must be an int >= 256, "
+                f"got {_short_repr(max_text_length)}"
+            )
         self.render_mode = render_mode
         self.max_text_length = max_text_length
         self.observation_space = UnicodeText(max_text_length)
@@ -193,10 +224,12 @@ class ToolUseEnv(gym.Env[str, str], abc.ABC):
         if options:
             unknown = set(options) - {"difficulty"}
             if unknown:
-                raise ValueError(
-                    f"unknown reset option(s) {sorted(unknown)}; known: ['difficulty']"
+                names = sorted(_short_repr(k) for k in unknown)
+                raise ConfigError(
+                    f"{self.env_name}: unknown reset option(s) {', '.join(names)}; "
+                    "known: 'difficulty'"
                 )
-            difficulty = _check_difficulty(options["difficulty"], "options['difficulty']")
+            difficulty = self.check_difficulty(options["difficulty"], "reset option difficulty")
         task = self._sample_task(self.np_random, difficulty)
         self._start(Episode(task, difficulty))
         if self.render_mode == "ansi":
@@ -282,6 +315,34 @@ class ToolUseEnv(gym.Env[str, str], abc.ABC):
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def check_difficulty(self, value: Any, what: str = "difficulty") -> int:
+        """``value`` as one of this env's :attr:`difficulties`.
+
+        Raises:
+            ConfigError: in one line naming the env, the value and the allowed difficulties.
+        """
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | np.integer)
+            or value not in self.difficulties
+        ):
+            allowed = ", ".join(map(str, self.difficulties))
+            raise ConfigError(
+                f"{self.env_name}: {what} {_short_repr(value)} is not supported; "
+                f"allowed difficulties: {allowed}"
+            )
+        return int(value)
+
+    @property
+    def env_name(self) -> str:
+        """The registered id of this env (or its class name, when it has none), for messages."""
+        if self.spec is not None:  # set by gymnasium.make once the constructor has returned
+            return self.spec.id
+        cls = type(self)
+        entry_point = f"{cls.__module__}:{cls.__qualname__}"
+        ids = [s.id for s in registry().values() if s.entry_point == entry_point]
+        return ids[0] if len(ids) == 1 else cls.__name__
+
     @property
     def task(self) -> Task:
         """The current task (what the oracle reads; agents must not)."""
@@ -311,14 +372,14 @@ class ToolUseEnv(gym.Env[str, str], abc.ABC):
         }
 
 
-def _check_difficulty(value: Any, name: str) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | np.integer)
-        or value not in DIFFICULTIES
-    ):
-        raise ValueError(f"{name} must be one of {list(DIFFICULTIES)}, got {value!r}")
-    return int(value)
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` on one line and at most ``limit`` characters (error messages are one
+    line, whatever the caller passed)."""
+    try:
+        text = " ".join(repr(value).split())
+    except ValueError:  # an int of more than 4,300 digits cannot be printed
+        text = f"<{type(value).__name__} that cannot be printed>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 class Draws:

@@ -198,7 +198,10 @@ class EncodeToolChoice(
         self.codec = ToolChoiceCodec(tools, n_hash, max_turns, base.tools.specs)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (self.codec.size,), np.float32)
         self.action_space = gym.spaces.Discrete(self.codec.n_actions)
-        self.difficulties = tuple(difficulties) if difficulties else None
+        # Checked now (a ConfigError naming the env), not at the first reset that draws one.
+        self.difficulties = (
+            tuple(base.check_difficulty(d) for d in difficulties) if difficulties else None
+        )
         self._rng = np.random.default_rng(0)
 
     def reset(
