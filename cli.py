@@ -257,17 +257,17 @@ def quickstart(
         _fail(exc)
         return
     title = "Calculator-v0, held-out episodes: before and after SFT"
-    sft = _run_training(experiment, as_json and not ppo, title)
-    if sft is None or not ppo:
+    warm_start = _run_training(experiment, as_json and not ppo, title)
+    if warm_start is None or not ppo:
         return
-    rl = replace(rl, model=replace(rl.model, path=str(sft["model_dir"])))
+    rl = replace(rl, model=replace(rl.model, path=str(warm_start["model_dir"])))
     title = f"Calculator-v0 difficulty {rl.settings.difficulty}: before and after PPO"
     summary = _run_training(rl, False, title)
     if summary is not None and as_json:
         summary = {
             **summary,
-            "sft": sft,
-            "wall_seconds": round(sft["wall_seconds"] + summary["wall_seconds"], 2),
+            "warm_start": warm_start,
+            "wall_seconds": round(warm_start["wall_seconds"] + summary["wall_seconds"], 2),
         }
         print(json.dumps(summary))
 

@@ -21,11 +21,12 @@ from pathlib import Path
 import setuptools
 
 ROOT = Path(__file__).resolve().parent
-#: Folders of the checkout that are no part of the package. Folders whose names contain a dot
-#: (``.venv``, ``.git``, ``llm_trainer.egg-info``) and folders without ``__init__.py`` (``build``,
+#: Folders of the checkout that are no part of the package (``examples/`` is code written
+#: outside the package, as a user would). Folders whose names contain a dot (``.venv``,
+#: ``.git``, ``llm_trainer.egg-info``) and folders without ``__init__.py`` (``build``,
 #: ``configs``, ``scripts``) are never packages to setuptools; they are listed too, in case one
 #: ever gets an ``__init__.py``.
-EXCLUDED = ("tests", "scripts", "build", "dist", "docs", "runs", "results")
+EXCLUDED = ("tests", "scripts", "examples", "build", "dist", "docs", "runs", "results")
 
 
 def find_packages(root: Path = ROOT) -> list[str]:

@@ -29,6 +29,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from llm_trainer.algorithms.base import TrainResult
 from llm_trainer.algorithms.config import LoRAConfig, TrainConfig
+from llm_trainer.algorithms.models import resolve_device
 from llm_trainer.core.errors import ConfigError
 from llm_trainer.core.rundir import RunDir
 from llm_trainer.core.seeding import preserved_global_rngs
@@ -53,7 +54,6 @@ def precision_kwargs(precision: str) -> dict[str, bool]:
 def training_kwargs(train: TrainConfig, output_dir: str, seed: int) -> dict[str, Any]:
     """Arguments common to every TRL config we build (TensorBoard goes through
     :func:`tensorboard_callback`, so ``report_to`` is off)."""
-    import torch
 
     return {
         "output_dir": output_dir,
@@ -74,7 +74,8 @@ def training_kwargs(train: TrainConfig, output_dir: str, seed: int) -> dict[str,
         "report_to": "none",
         "gradient_checkpointing": False,  # SFTConfig turns it on by default: slow for tiny models
         "dataloader_num_workers": 0,
-        "use_cpu": not torch.cuda.is_available(),
+        # train.device: TRL trains where this says (auto: the GPU when there is one)
+        "use_cpu": resolve_device(train.device) == "cpu",
         "disable_tqdm": True,
         "include_num_input_tokens_seen": "non_padding",
         **precision_kwargs(train.precision),

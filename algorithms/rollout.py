@@ -220,7 +220,13 @@ def play_episodes(
         infos = [{**s.info, "slot": k} for k, s in zip(active, states, strict=True) if s]
         failures: dict[int, str] = {}
         try:
-            actions: list[str | None] = list(policy.act_batch(observations, infos))
+            # one slot: ``act`` (what a policy written for one env implements); several: one
+            # batched call
+            actions: list[str | None] = (
+                [policy.act(observations[0], infos[0])]
+                if len(active) == 1
+                else list(policy.act_batch(observations, infos))
+            )
             if len(actions) != len(active):
                 raise RuntimeError(
                     f"act_batch returned {len(actions)} actions for {len(active)} observations"

@@ -84,15 +84,17 @@ def time_leaderboard(files: list[Path], out_dir: Path, repeats: int = 5) -> dict
 def run_all(out_dir: Path, repeats: int = 3) -> dict[str, Any]:
     """Every measurement of ``scripts/bench_leaderboard.py``, as one JSON-ready dict.
 
-    The timed suite runs go to a temporary folder; the model, the baselines' result files and
-    the board go to ``out_dir`` (fresh each time).
+    The timed suite runs go to a temporary folder; the model (``out_dir/models/``), the
+    baselines' result files (``out_dir/<suite>/``) and the board (``out_dir/leaderboard/``) go
+    to ``out_dir`` (fresh each time). Only result files end in ``.json`` there, so
+    ``llm-trainer leaderboard`` can read ``out_dir`` like ``results/``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     load_before = _load()
     with tempfile.TemporaryDirectory() as tmp:
         suite = time_suite(Path(tmp), repeats=repeats)
     start = time.perf_counter()
-    model = train_ppo_baseline(SB3BaselineConfig(), out_dir / "ppo_multitool.zip")
+    model = train_ppo_baseline(SB3BaselineConfig(), out_dir / "models" / "ppo_multitool.zip")
     train_s = time.perf_counter() - start
     files, success = [], {}
     for spec in ("oracle", "random", f"sb3:{model}"):

@@ -1,8 +1,8 @@
 """The leaderboard: built only from stored result files, every number with its interval.
 
-``write_leaderboard(paths, out_dir)`` reads result files (:mod:`.results`), groups them by
-suite (results of one suite id must share its hash: a changed suite is a new version), and
-writes:
+``write_leaderboard(paths, out_dir)`` reads result files (:mod:`.results`; a file that is no
+result at all is skipped with a :class:`ForeignFileWarning`), groups them by suite (results of
+one suite id must share its hash: a changed suite is a new version), and writes:
 
 * ``leaderboard.md``: per suite, the ranked table (mean and 95% interval of every metric), the
   ranking metric per env and difficulty, paired comparisons of neighbouring entries, and the
@@ -23,6 +23,7 @@ import html
 import io
 import itertools
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from llm_trainer.benchmarks.results import (
     METRICS,
     BenchResult,
     Metric,
+    NotAResultError,
     cell_strata,
     load_result,
     metric,
@@ -150,9 +152,33 @@ class SuiteBoard:
 # -- building ----------------------------------------------------------------------------------
 
 
+class ForeignFileWarning(UserWarning):
+    """A file given to the leaderboard is no benchmark result; it was skipped."""
+
+
 def load_results(paths: Iterable[str | Path]) -> list[tuple[Path, BenchResult]]:
-    """Read result files (each checked; see :func:`~.results.load_result`)."""
-    return [(Path(p), load_result(p)) for p in paths]
+    """Read result files (each checked; see :func:`~.results.load_result`).
+
+    A file that is no result at all (not JSON, or JSON without our ``schema``: another tool's
+    file that the ``results/**/*.json`` glob caught) is skipped with a
+    :class:`ForeignFileWarning` naming it, so that one stray file never stops the board; a
+    broken result of ours (another schema version, missing episodes) is still an error.
+
+    Raises:
+        ConfigError: for a missing file or a broken result.
+    """
+    results = []
+    for p in paths:
+        try:
+            results.append((Path(p), load_result(p)))
+        except NotAResultError as exc:
+            warnings.warn(
+                f"leaderboard: skipped {exc}; move it out of the results folder, or give it "
+                "another extension",
+                ForeignFileWarning,
+                stacklevel=2,
+            )
+    return results
 
 
 def build_boards(

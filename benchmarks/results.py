@@ -296,7 +296,8 @@ class BenchResult:
     """Every episode of the suite, in canonical order."""
     provenance: Mapping[str, Any] = field(default_factory=dict)
     agent_fingerprint: str | None = None
-    """SHA-256 prefix of the agent's file (``sb3:PATH.zip``), when it has one."""
+    """SHA-256 prefix of the agent's files (the model file or directory, the policy's module;
+    see :func:`~llm_trainer.benchmarks.runner.agent_fingerprint`), when it has any."""
     summary: Mapping[str, Any] = field(default_factory=dict)
 
     def values(self, name: str) -> npt.NDArray[np.float64] | None:
@@ -366,21 +367,30 @@ def check_complete(suite: SuiteSpec, records: Iterable[EpisodeRecord], where: st
             raise ConfigError(f"{where}: episode {record.key} has the wrong env seed")
 
 
+class NotAResultError(ConfigError):
+    """A file that is no benchmark result at all (not JSON, or JSON without our ``schema``):
+    the leaderboard skips such a file with a warning, where a broken result is an error."""
+
+
 def load_result(path: str | Path) -> BenchResult:
     """Read and check a result file.
 
     Raises:
-        ConfigError: when the file is missing, not a result of this schema, or incomplete.
+        NotAResultError: when the file is not JSON or has no ``schema`` of ours.
+        ConfigError: when the file is missing or unreadable, of another schema version, or an
+            incomplete or inconsistent result.
     """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such result file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable JSON result file ({exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NotAResultError(f"{path}: not a readable JSON result file ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the result file ({exc})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ConfigError(f"{path}: not an llm-trainer benchmark result (no schema {SCHEMA!r})")
+        raise NotAResultError(f"{path}: not an llm-trainer benchmark result (no schema {SCHEMA!r})")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise ConfigError(
             f"{path}: result schema version {data.get('schema_version')!r} is not supported "

@@ -290,9 +290,14 @@ class EpisodePlayer:
         )
 
     def close(self) -> None:
+        """Close the envs and release the models the agents loaded (a later run of the same
+        spec, e.g. after retraining the model in place, loads it afresh)."""
         for env, _ in self._cache.values():
             env.close()
         self._cache.clear()
+        llm_agent = sys.modules.get("llm_trainer.agents.llm_agent")
+        if llm_agent is not None:
+            llm_agent.close_shared_backends()
 
 
 #: How often the parent checks that its workers are alive while it waits for results.

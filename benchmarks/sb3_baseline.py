@@ -6,15 +6,16 @@ needs, how many calls, and when to answer. Arguments and answers are scripted (t
 so its score on the board measures tool *choice* only, a visible reference between the random
 agent and the oracle.
 
-``train_ppo_baseline(SB3BaselineConfig(), "results/ppo_multitool.zip")`` trains and saves the
-model (plus ``.json`` beside it: the encoding); ``llm-trainer bench --agent
-sb3:results/ppo_multitool.zip`` plays it through :class:`SB3ToolChoiceAgent`. stable-baselines3
-and torch are imported only when a model is trained or loaded.
+``train_ppo_baseline(SB3BaselineConfig(), "models/ppo_multitool.zip")`` trains and saves the
+model (plus ``ppo_multitool.encoding.yaml`` beside it: the encoding; not ``.json``, so that a
+model saved under ``results/`` adds nothing to the leaderboard's ``results/**/*.json``);
+``llm-trainer bench --agent sb3:models/ppo_multitool.zip`` plays it through
+:class:`SB3ToolChoiceAgent`. stable-baselines3 and torch are imported only when a model is
+trained or loaded.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,8 +23,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import yaml
 
 from llm_trainer.core.errors import ConfigError
+from llm_trainer.core.rundir import atomic_write
 from llm_trainer.envs.registration import make
 from llm_trainer.envs.tooluse.base import ToolUseEnv
 from llm_trainer.envs.wrappers.encode_tool_choice import (
@@ -31,6 +34,9 @@ from llm_trainer.envs.wrappers.encode_tool_choice import (
     EncodeToolChoice,
     ToolChoiceCodec,
 )
+
+#: How the encoding file of a model is named: never ``.json`` (see the module docstring).
+ENCODING_SUFFIX = ".encoding.yaml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +80,18 @@ def make_encoded_env(config: SB3BaselineConfig) -> EncodeToolChoice:
     )
 
 
+def encoding_path(model: Path) -> Path:
+    """The encoding file of a model: ``ppo.zip`` -> ``ppo.encoding.yaml``.
+
+    >>> encoding_path(Path("models/ppo.zip")).as_posix()
+    'models/ppo.encoding.yaml'
+    """
+    return model.with_suffix(ENCODING_SUFFIX)
+
+
 def train_ppo_baseline(config: SB3BaselineConfig, out: str | Path) -> Path:
-    """Train PPO and save it to ``out`` (a ``.zip``), with the encoding in ``out.json``.
+    """Train PPO and save it to ``out`` (a ``.zip``), with the encoding beside it
+    (:func:`encoding_path`).
 
     Returns:
         The path of the saved model.
@@ -106,8 +122,9 @@ def train_ppo_baseline(config: SB3BaselineConfig, out: str | Path) -> Path:
         model.save(out)
     finally:
         torch.set_num_threads(threads)
-    encoding = {"tools": list(env.codec.tools), "n_hash": config.n_hash, "config": asdict(config)}
-    out.with_suffix(".json").write_text(json.dumps(encoding, indent=2) + "\n", encoding="utf-8")
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+    encoding = {"tools": list(env.codec.tools), "n_hash": config.n_hash, "config": settings}
+    atomic_write(encoding_path(out), yaml.safe_dump(encoding, sort_keys=False).encode())
     return out
 
 
@@ -144,22 +161,31 @@ class SB3ToolChoiceAgent:
         """Load a model saved by :func:`train_ppo_baseline`.
 
         Raises:
-            ConfigError: when the model or its ``.json`` is missing.
+            ConfigError: when the model or its encoding file is missing.
         """
         if not path.is_file():
             raise ConfigError(
                 f"sb3 model {path} does not exist (train one with "
                 "llm_trainer.benchmarks.sb3_baseline.train_ppo_baseline)"
             )
-        meta = path.with_suffix(".json")
+        meta = encoding_path(path)
         if not meta.is_file():
-            raise ConfigError(f"sb3 model {path} has no encoding file {meta}")
+            legacy = path.with_suffix(".json")
+            fix = (
+                f"; it was saved by an older version as {legacy}: rename it (mv {legacy} {meta})"
+                if legacy.is_file()
+                else ""
+            )
+            raise ConfigError(f"sb3 model {path} has no encoding file {meta}{fix}")
         import torch
         from stable_baselines3 import PPO
 
         torch.set_num_threads(1)
         model = PPO.load(path, device="cpu")
-        return cls(model, env, json.loads(meta.read_text(encoding="utf-8")))
+        encoding = yaml.safe_load(meta.read_text(encoding="utf-8"))
+        if not isinstance(encoding, dict):
+            raise ConfigError(f"{meta}: not an encoding (a mapping with 'tools' and 'n_hash')")
+        return cls(model, env, encoding)
 
     def reset(self, *, seed: int | None = None) -> None:
         """Greedy actions: nothing to seed."""

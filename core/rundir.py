@@ -28,9 +28,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
+
+from llm_trainer.core.errors import ConfigError
 
 _PACKAGES = (
     "llm-trainer",
@@ -83,6 +85,94 @@ def git_commit(root: str | Path | None = None) -> str | None:
     return commit + ("+dirty" if dirty.strip() else "")
 
 
+#: ``<timestamp>_`` of run folder names.
+_STAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
+_STAMP = r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}"
+
+
+def run_slug(name: str) -> str:
+    """The file-name-safe form of a run name, the end of its folder's name.
+
+    >>> run_slug("calculator sft/v2")
+    'calculator_sft_v2'
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "run"
+
+
+def find_runs(root: str | Path, name: str) -> list[Path]:
+    """The run folders of ``name`` under ``root``, oldest first.
+
+    A folder is a run of ``name`` when it is called ``<timestamp>_<slug>`` or
+    ``<timestamp>_<slug>-N`` and its ``run.json`` records exactly ``name`` (two names with one
+    slug, ``my run`` and ``my_run``, stay apart).
+    """
+    root = Path(root)
+    pattern = re.compile(rf"({_STAMP})_{re.escape(run_slug(name))}(?:-(\d+))?")
+    found: list[tuple[str, int, Path]] = []
+    if not root.is_dir():
+        return []
+    for path in root.iterdir():
+        match = pattern.fullmatch(path.name)
+        if match is None or not path.is_dir():
+            continue
+        try:
+            recorded = json.loads((path / "run.json").read_text(encoding="utf-8")).get("name")
+        except (OSError, ValueError, AttributeError):
+            continue  # not a run folder (or a broken one): never resumed
+        if recorded == name:
+            found.append((match.group(1), int(match.group(2) or 1), path))
+    return [path for *_, path in sorted(found)]
+
+
+class _Absent:
+    """A field that one of two configs does not have."""
+
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+ABSENT: Final = _Absent()
+
+
+def first_difference(old: Any, new: Any, where: str = "") -> tuple[str, Any, Any] | None:
+    """The first field (a dotted path) where two YAML-like values differ, and its two values;
+    :data:`ABSENT` stands for a missing field. ``None`` when they are equal.
+
+    >>> first_difference({"train": {"lr": 0.1, "steps": 5}}, {"train": {"lr": 0.2, "steps": 5}})
+    ('train.lr', 0.1, 0.2)
+    >>> first_difference({"a": [1, 2]}, {"a": [1, 2, 3]})
+    ('a[2]', <absent>, 3)
+    """
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in [*new, *(k for k in old if k not in new)]:
+            found = first_difference(
+                old.get(key, ABSENT), new.get(key, ABSENT), f"{where}.{key}" if where else str(key)
+            )
+            if found is not None:
+                return found
+        return None
+    if isinstance(old, list) and isinstance(new, list):
+        for i in range(max(len(old), len(new))):
+            found = first_difference(
+                old[i] if i < len(old) else ABSENT,
+                new[i] if i < len(new) else ABSENT,
+                f"{where}[{i}]",
+            )
+            if found is not None:
+                return found
+        return None
+    if old == new and type(old) is type(new):
+        return None
+    return (where or "the whole config", old, new)
+
+
+def _without_resume(config: Any) -> Any:
+    """``config`` without its top-level ``resume`` field (which differs by design)."""
+    if isinstance(config, dict):
+        return {k: v for k, v in config.items() if k != "resume"}
+    return config
+
+
 def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {
         "platform": platform.platform(),
@@ -116,15 +206,28 @@ class RunDir:
         *,
         resume: bool = False,
     ) -> RunDir:
-        """A new run folder ``root/<timestamp>_<name>``, or the latest one of ``name`` when
-        ``resume`` is true and one exists."""
+        """A new run folder ``root/<timestamp>_<slug>`` (``-2``, ``-3``... when that exists), or,
+        with ``resume``, the latest run of ``name`` when one exists.
+
+        A resumed run is found by its exact name (``run.json``'s ``name``, in a folder named
+        ``<timestamp>_<slug>`` or ``<timestamp>_<slug>-N``), never by a name that merely ends
+        the same (``my_quickstart`` is not a run of ``quickstart``), and its stored
+        ``config.yaml`` must equal ``config`` (but for the ``resume`` field itself): a changed
+        config would continue one loss curve with two configurations.
+
+        Raises:
+            ConfigError: when the run to resume was made with another config; the message names
+                the run directory and the first differing field.
+        """
         root = Path(root)
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "run"
+        slug = run_slug(name)
         if resume:
-            previous = sorted(root.glob(f"*_{slug}"))
+            previous = find_runs(root, name)
             if previous:
-                return cls(previous[-1])
-        stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+                run = cls(previous[-1])
+                run.check_config(config)
+                return run
+        stamp = dt.datetime.now().strftime(_STAMP_FORMAT)
         path = root / f"{stamp}_{slug}"
         suffix = 1
         while path.exists():
@@ -145,6 +248,30 @@ class RunDir:
             },
         )
         return run
+
+    def check_config(self, config: Mapping[str, Any]) -> None:
+        """Raise :class:`ConfigError` unless this run's ``config.yaml`` equals ``config``
+        (compared as YAML data, the ``resume`` field left out)."""
+        stored_file = self.path / "config.yaml"
+        how = (
+            f"resume with the stored config ({stored_file}), or set resume: false "
+            "(--set resume=false) to start a new run"
+        )
+        try:
+            stored = yaml.safe_load(stored_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(
+                f"cannot resume {self.path}: its config.yaml is unreadable ({exc}); {how}"
+            ) from None
+        # The new config as it would be stored (YAML data: tuples as lists...).
+        new = yaml.safe_load(yaml.safe_dump(dict(config), sort_keys=False))
+        difference = first_difference(_without_resume(stored), _without_resume(new))
+        if difference is not None:
+            where, old_value, new_value = difference
+            raise ConfigError(
+                f"cannot resume {self.path}: its config differs at {where} (stored "
+                f"{old_value!r}, now {new_value!r}); {how}"
+            )
 
     @property
     def checkpoints(self) -> Path:

@@ -128,7 +128,7 @@ def test_quickstart_ppo_continues_the_sft_agent_and_reports_before_and_after(
     assert result.exit_code == 0, result.output
     summary = _last_json(result.output)
     assert summary["algorithm"] == "ppo"
-    for key in ("reward_before", "reward_after", "success_before", "success_after", "sft"):
+    for key in ("reward_before", "reward_after", "success_before", "success_after", "warm_start"):
         assert key in summary, key
     assert isinstance(summary["after"], dict)
     assert summary["after"]["mean_steps"] >= 1

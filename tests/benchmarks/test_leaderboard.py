@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from llm_trainer.benchmarks.leaderboard import build_boards, load_results, write_leaderboard
+from llm_trainer.benchmarks.leaderboard import (
+    ForeignFileWarning,
+    build_boards,
+    load_results,
+    write_leaderboard,
+)
 from llm_trainer.benchmarks.suites import SuiteSpec
 from llm_trainer.cli import app
 from llm_trainer.core.errors import ConfigError
@@ -107,3 +115,54 @@ def test_duplicates_and_changed_suites_are_refused_and_unknown_suites_still_buil
     assert [b.suite.id for b in boards] == ["tooluse-smoke-v0", "retired-v3"]
     with pytest.raises(ConfigError, match="no result files"):
         build_boards([])
+
+
+def test_a_foreign_json_file_is_skipped_with_a_warning_and_the_board_still_builds(
+    tmp_path: Path, smoke_results: dict[str, Path]
+) -> None:
+    files = [smoke_results["oracle"], smoke_results["random"]]
+    info = tmp_path / "ppo_multitool.json"  # e.g. a model's metadata beside the results
+    info.write_text(json.dumps({"tools": ["calculator"], "n_hash": 64}))
+    listing = tmp_path / "list.json"
+    listing.write_text("[1, 2, 3]")
+    garbage = tmp_path / "torn.json"
+    garbage.write_text('{"schema": "llm-trainer/bench-res')
+    with pytest.warns(ForeignFileWarning) as caught:
+        written = write_leaderboard([*files, info, listing, garbage], tmp_path / "board")
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 3
+    for path, message in zip([info, listing, garbage], messages, strict=True):
+        assert str(path) in message
+        assert "move it out of the results folder" in message
+    assert [e.name for e in written.boards[0].entries] == ["oracle", "random"]
+    # A broken result of ours is still an error, and so is a board of foreign files only.
+    future = tmp_path / "future.json"
+    future.write_text(json.dumps({**json.loads(files[0].read_text()), "schema_version": 99}))
+    with pytest.raises(ConfigError, match="schema version 99"):
+        load_results([*files, future])
+    with pytest.warns(ForeignFileWarning), pytest.raises(ConfigError, match="no result files"):
+        write_leaderboard([info], tmp_path / "board")
+
+
+def test_the_leaderboard_cli_prints_which_foreign_file_it_skipped_in_results(
+    tmp_path: Path, smoke_results: dict[str, Path]
+) -> None:
+    """The default glob, ``results/**/*.json``, in a real CLI process."""
+    suite_dir = tmp_path / "results" / "tooluse-smoke-v0"
+    suite_dir.mkdir(parents=True)
+    for name in ("oracle", "random"):
+        shutil.copy(smoke_results[name], suite_dir / f"{name}.json")
+    (tmp_path / "results" / "training_info.json").write_text('{"steps": 100}')
+    proc = subprocess.run(
+        [sys.executable, "-m", "llm_trainer.cli", "leaderboard", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "skipped results/training_info.json: not an llm-trainer benchmark result" in (
+        proc.stderr
+    )
+    board = json.loads(proc.stdout.strip().splitlines()[-1])["boards"][0]
+    assert [e["agent"] for e in board["entries"]] == ["oracle", "random"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -64,10 +65,12 @@ def test_result_file_has_the_versioned_schema_records_and_provenance(
     data = json.loads(smoke_results["half-oracle"].read_text())
     assert data["schema"] == "llm-trainer/bench-result"
     assert data["schema_version"] == SCHEMA_VERSION
+    policies = ROOT / "tests" / "benchmarks" / "policies.py"
     assert data["agent"] == {
         "name": "half-oracle",
         "spec": f"{POLICIES}:half_oracle",
-        "fingerprint": None,
+        # The policy's module source: an edited policy is another agent.
+        "fingerprint": hashlib.sha256(policies.read_bytes()).hexdigest()[:16],
     }
     assert data["suite_hash"] == suite_spec(SMOKE).hash
     assert data["suite"]["seeds"] == [0, 1, 2]

@@ -12,13 +12,15 @@ from llm_trainer.benchmarks.leaderboard import build_boards, load_results
 from llm_trainer.benchmarks.runner import BenchConfig, run_bench
 from llm_trainer.benchmarks.sb3_baseline import (
     SB3BaselineConfig,
+    SB3ToolChoiceAgent,
     encoded_success_rate,
+    encoding_path,
     make_encoded_env,
     train_ppo_baseline,
 )
 from llm_trainer.benchmarks.suites import parse_suites
 from llm_trainer.core.errors import ConfigError
-from llm_trainer.envs.registration import REGISTRY_PATH, registry
+from llm_trainer.envs.registration import REGISTRY_PATH, make, registry
 
 # Tool choice on MultiTool-v0 difficulty 1: calculator, weather or search, chosen from the
 # prompt's words. Held-out seeds are far from the ones training resets draw.
@@ -91,3 +93,22 @@ def test_config_is_validated() -> None:
         SB3BaselineConfig(n_steps=100, batch_size=64)
     with pytest.raises(ConfigError, match=r"must end in \.zip"):
         train_ppo_baseline(CONFIG, "model.pt")
+
+
+def test_a_model_saved_under_results_adds_no_json_file_to_the_leaderboard_glob(
+    tmp_path: Path,
+) -> None:
+    quick = SB3BaselineConfig(difficulties=(1,), total_timesteps=256, n_steps=256, batch_size=64)
+    model = train_ppo_baseline(quick, tmp_path / "results" / "ppo_multitool.zip")
+    assert sorted(p.name for p in model.parent.iterdir()) == [
+        "ppo_multitool.encoding.yaml",
+        "ppo_multitool.zip",
+    ]
+    assert not list(tmp_path.glob("results/**/*.json"))  # what `llm-trainer leaderboard` reads
+    env = make("LLMTrainer/MultiTool-v0")
+    agent = SB3ToolChoiceAgent.load(model, env)
+    assert agent.codec.tools == ("calculator", "weather", "search")
+    # A model saved by an older version (encoding in ppo_multitool.json): the fix is named.
+    encoding_path(model).rename(model.with_suffix(".json"))
+    with pytest.raises(ConfigError, match=r"older version.*mv .*ppo_multitool\.json .*\.yaml"):
+        SB3ToolChoiceAgent.load(model, env)
