@@ -7,7 +7,7 @@ its builder, so supporting a new kind of agent is one entry there:
 ``oracle``, ``random``     the scripted baselines
 ``python:module:factory``  ``factory(env) -> Policy``, any importable callable
 ``sb3:PATH.zip``           the stable-baselines3 tool-choice baseline
-                           (:mod:`llm_trainer.benchmarks.sb3_baseline`)
+                           (:mod:`llm_trainer.agents.sb3_agent`)
 ``transformers:DIR``,      an :class:`~llm_trainer.agents.llm_agent.LLMAgent` on that backend
 ``vllm:DIR``,              (greedy, seeded with ``seed``)
 ``openai:URL#model``
@@ -77,7 +77,7 @@ def _sb3(argument: str, env: gym.Env[Any, Any], seed: int) -> Policy:
     if not argument:
         raise ConfigError("agent spec 'sb3:PATH.zip' needs the path of a saved model")
     # Lazy: stable-baselines3 imports torch.
-    from llm_trainer.benchmarks.sb3_baseline import SB3ToolChoiceAgent
+    from llm_trainer.agents.sb3_agent import SB3ToolChoiceAgent
 
     return SB3ToolChoiceAgent.load(Path(argument), env)
 

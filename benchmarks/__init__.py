@@ -1,1 +1,2 @@
-"""Benchmarks: fixed suites, runners, statistics and the leaderboard."""
+"""Benchmarks: fixed suites, the parallel resumable runner, statistics, the leaderboard, and
+the throughput harnesses (``perf/``)."""

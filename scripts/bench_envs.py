@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from llm_trainer.benchmarks.throughput import run_all
+from llm_trainer.benchmarks.perf.envs import run_all
 
 
 def main() -> None:

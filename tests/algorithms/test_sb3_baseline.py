@@ -7,10 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llm_trainer.benchmarks.compare import compare_results
-from llm_trainer.benchmarks.leaderboard import build_boards, load_results
-from llm_trainer.benchmarks.runner import BenchConfig, run_bench
-from llm_trainer.benchmarks.sb3_baseline import (
+from llm_trainer.algorithms.sb3_baseline import (
     SB3BaselineConfig,
     SB3ToolChoiceAgent,
     encoded_success_rate,
@@ -18,6 +15,9 @@ from llm_trainer.benchmarks.sb3_baseline import (
     make_encoded_env,
     train_ppo_baseline,
 )
+from llm_trainer.benchmarks.compare import compare_results
+from llm_trainer.benchmarks.leaderboard import build_boards, load_results
+from llm_trainer.benchmarks.runner import BenchConfig, run_bench
 from llm_trainer.benchmarks.suites import parse_suites
 from llm_trainer.core.errors import ConfigError
 from llm_trainer.envs.registration import REGISTRY_PATH, make, registry

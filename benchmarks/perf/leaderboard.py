@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llm_trainer.algorithms.sb3_baseline import SB3BaselineConfig, train_ppo_baseline
 from llm_trainer.benchmarks.leaderboard import write_leaderboard
 from llm_trainer.benchmarks.runner import BenchConfig, default_workers, run_bench
-from llm_trainer.benchmarks.sb3_baseline import SB3BaselineConfig, train_ppo_baseline
 
 SUITE = "tooluse-v0"
 SUITE_TARGET_S = 10.0
