@@ -170,6 +170,12 @@ def check_algorithm_class(cls: Any, where: str) -> type[Algorithm]:
     return cls
 
 
+def merged(model: Any) -> Any:
+    """``model`` with LoRA adapters merged into its weights (a plain model that any backend
+    loads without peft); other models as they are."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
 class AlgorithmContext:
     """What :meth:`Algorithm.run` gets: the run, its settings, and shared services.
 
@@ -355,6 +361,16 @@ class AlgorithmContext:
         )
         self.log(f"training data: {len(trajectories)} trajectories, version {version}")
         return trajectories, version
+
+    def trainer_options(self, tokenizer: Any = None) -> dict[str, Any]:
+        """The keyword arguments every trainer of a run takes: ``seed``, ``system_prompt``,
+        ``evaluate`` (held-out, bound to ``tokenizer``) and ``eval_every``."""
+        return {
+            "seed": self.seed,
+            "system_prompt": self.system_prompt,
+            "evaluate": self.evaluator(tokenizer),
+            "eval_every": self.experiment.eval.every_steps,
+        }
 
     def evaluator(self, tokenizer: Any = None) -> Callable[[Any], Mapping[str, float]]:
         """``evaluate`` bound to a tokenizer: what trainers call every ``eval.every_steps``."""

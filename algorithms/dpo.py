@@ -26,6 +26,7 @@ import numpy as np
 
 from llm_trainer.algorithms.base import Algorithm, AlgorithmContext, AlgorithmResult, TrainResult
 from llm_trainer.algorithms.config import PositiveInt, TrainConfig
+from llm_trainer.algorithms.trl_trainer import TRLTrainer
 from llm_trainer.core.config import POSITIVE, Range, check_ranges
 from llm_trainer.core.errors import UserError
 from llm_trainer.core.records import to_plain
@@ -206,7 +207,7 @@ def dpo_rows(pairs: Sequence[PreferencePair]) -> list[dict[str, Any]]:
     ]
 
 
-class DPOTrainer:
+class DPOTrainer(TRLTrainer):
     """Preference-tune ``model`` on env-scored pairs (TRL ``DPOTrainer``).
 
     Args:
@@ -228,13 +229,8 @@ class DPOTrainer:
         *,
         seed: int = 0,
     ) -> None:
-        from llm_trainer.algorithms.hf import RunLogCallback, apply_lora
-
-        self.model = apply_lora(model, config.lora)
-        self.tokenizer, self.config, self.settings, self.run = tokenizer, config, settings, run
-        self.seed = seed
-        self.callback = RunLogCallback(run, prefix="")
-        self.trainer: Any = None
+        super().__init__(model, tokenizer, config, run, seed=seed)
+        self.settings = settings
 
     def train(self, pairs: Sequence[PreferencePair], *, resume: bool = False) -> TrainResult:
         """Train on ``pairs``.
@@ -246,8 +242,6 @@ class DPOTrainer:
         from trl.trainer.dpo_config import DPOConfig
         from trl.trainer.dpo_trainer import DPOTrainer as TRLDPOTrainer
 
-        from llm_trainer.algorithms.hf import train_with_trl
-
         if not pairs:
             raise UserError(
                 "DPO needs at least one preference pair and none was found (policy pairs need "
@@ -257,26 +251,18 @@ class DPOTrainer:
         # The reference is a frozen copy of the starting policy (with LoRA, TRL uses the base
         # model with the adapters disabled, so no copy is needed).
         reference = None if self.config.lora.enabled else copy.deepcopy(self.model).eval()
-        self.trainer, result = train_with_trl(
+        return self._fit(
             TRLDPOTrainer,
             DPOConfig,
-            train=self.config,
-            run=self.run,
-            seed=self.seed,
-            callback=self.callback,
             resume=resume,
             config_kwargs={
                 "beta": self.settings.beta,
                 "loss_type": [self.settings.loss_type],
                 "max_length": self.config.max_length,
             },
-            model=self.model,
             ref_model=reference,
             train_dataset=datasets.Dataset.from_list(dpo_rows(pairs)),
-            processing_class=self.tokenizer,
         )
-        self.model = self.trainer.model
-        return result
 
 
 class DPOAlgorithm(Algorithm):

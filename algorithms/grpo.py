@@ -45,7 +45,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from llm_trainer.algorithms.base import Algorithm, AlgorithmContext, AlgorithmResult, TrainResult
+from llm_trainer.algorithms.base import (
+    Algorithm,
+    AlgorithmContext,
+    AlgorithmResult,
+    TrainResult,
+    merged,
+)
 from llm_trainer.algorithms.config import (
     NonNegativeInt,
     PositiveInt,
@@ -55,6 +61,7 @@ from llm_trainer.algorithms.config import (
 )
 from llm_trainer.algorithms.rewards import step_rewards
 from llm_trainer.algorithms.rollout import close_all, make_envs, play_episodes
+from llm_trainer.algorithms.trl_trainer import TRLTrainer
 from llm_trainer.core.config import POSITIVE, Range, check_ranges
 from llm_trainer.core.errors import BackendError, BatchActError, ConfigError, UserError
 from llm_trainer.core.records import Generation, to_plain
@@ -618,7 +625,7 @@ def env_rollout_func(
     )
 
 
-class GRPOTrainer:
+class GRPOTrainer(TRLTrainer):
     """GRPO on an env's episodes through TRL's ``GRPOTrainer``.
 
     ``train.batch_size`` counts completions (episodes) per micro-batch, as in TRL: each
@@ -682,13 +689,18 @@ class GRPOTrainer:
             seed=seed,
             reward_model=reward_model,
         )
-        from llm_trainer.algorithms.hf import RunLogCallback, apply_lora
-
-        self.model = apply_lora(model, train.lora)
-        self.tokenizer, self.config, self.settings, self.reward = tokenizer, train, settings, reward
-        self.run, self.seed, self.system_prompt = run, seed, system_prompt
-        self.extra_callbacks = list(callbacks)
-        self.callback = RunLogCallback(run, evaluate, eval_every)
+        super().__init__(
+            model,
+            tokenizer,
+            train,
+            run,
+            seed=seed,
+            system_prompt=system_prompt,
+            evaluate=evaluate,
+            eval_every=eval_every,
+            callbacks=callbacks,
+        )
+        self.settings, self.reward = settings, reward
 
     @property
     def rollout_stats(self) -> RolloutStats:
@@ -700,8 +712,6 @@ class GRPOTrainer:
         from trl.trainer.grpo_config import GRPOConfig
         from trl.trainer.grpo_trainer import GRPOTrainer as TRLGRPOTrainer
 
-        from llm_trainer.algorithms.hf import train_with_trl
-
         s = self.settings
         dataset = env_prompt_dataset(
             s.env_id,
@@ -712,14 +722,9 @@ class GRPOTrainer:
         silence = os.environ.get("TRL_EXPERIMENTAL_SILENCE")
         os.environ["TRL_EXPERIMENTAL_SILENCE"] = "1"  # rollout_func is "experimental" in TRL
         try:
-            trainer, result = train_with_trl(
+            return self._fit(
                 TRLGRPOTrainer,
                 GRPOConfig,
-                train=self.config,
-                run=self.run,
-                seed=self.seed,
-                callback=self.callback,
-                callbacks=self.extra_callbacks,
                 resume=resume,
                 config_kwargs={
                     # GRPO counts prompt and generated tokens itself
@@ -734,10 +739,8 @@ class GRPOTrainer:
                     "remove_unused_columns": False,
                     "log_completions": False,
                 },
-                model=self.model,
                 reward_funcs=[env_reward, env_success],
                 train_dataset=dataset,
-                processing_class=self.tokenizer,
                 rollout_func=self.rollout,
             )
         finally:
@@ -745,8 +748,6 @@ class GRPOTrainer:
                 os.environ.pop("TRL_EXPERIMENTAL_SILENCE", None)
             else:
                 os.environ["TRL_EXPERIMENTAL_SILENCE"] = silence
-        self.model = trainer.model
-        return result
 
 
 class GRPOAlgorithm(Algorithm):
@@ -771,19 +772,13 @@ class GRPOAlgorithm(Algorithm):
             g,
             experiment.reward,
             context.run,
-            seed=context.seed,
-            system_prompt=context.system_prompt,
-            evaluate=context.evaluator(tokenizer),
-            eval_every=experiment.eval.every_steps,
+            **context.trainer_options(tokenizer),
         )
         try:
             result = grpo.train(resume=context.resume)
         finally:
             grpo.rollout.close()
-        model = grpo.model
-        if hasattr(model, "merge_and_unload"):  # the RL agent is saved whole: it serves anywhere
-            model = model.merge_and_unload()
-        return AlgorithmResult(model=model, tokenizer=tokenizer, training=result)
+        return AlgorithmResult(model=merged(grpo.model), tokenizer=tokenizer, training=result)
 
 
 def _env_kwargs(difficulty: int | None, extra: Mapping[str, Any] | None) -> dict[str, Any]:

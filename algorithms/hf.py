@@ -92,8 +92,9 @@ def tensorboard_callback(log_dir: str) -> TrainerCallback:
     return callback
 
 
-def apply_lora(model: Any, lora: LoRAConfig) -> Any:
-    """Wrap ``model`` with peft LoRA adapters (only the adapters train)."""
+def apply_lora(model: Any, lora: LoRAConfig, task_type: str = "CAUSAL_LM") -> Any:
+    """Wrap ``model`` with peft LoRA adapters when ``lora.enabled`` (only the adapters train,
+    and for ``SEQ_CLS`` the score head)."""
     if not lora.enabled:
         return model
     from peft import LoraConfig, get_peft_model
@@ -103,7 +104,7 @@ def apply_lora(model: Any, lora: LoRAConfig) -> Any:
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=list(lora.target_modules),
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
     return get_peft_model(model, config)
 

@@ -42,6 +42,7 @@ import numpy as np
 from llm_trainer.algorithms.base import Algorithm, AlgorithmContext, AlgorithmResult, TrainResult
 from llm_trainer.algorithms.config import TrainConfig, check_file
 from llm_trainer.algorithms.dpo import PreferencePair, corrupted_pairs, pair_trajectories
+from llm_trainer.algorithms.trl_trainer import TRLTrainer
 from llm_trainer.core.config import Range, check_ranges
 from llm_trainer.core.errors import ConfigError, UserError
 from llm_trainer.core.records import to_plain
@@ -457,7 +458,7 @@ def ranking_accuracy(scorer: RewardModel, pairs: Sequence[RewardPair | Preferenc
     return wins / len(pairs)
 
 
-class RewardModelTrainer:
+class RewardModelTrainer(TRLTrainer):
     """Train a reward model on preference pairs (TRL ``RewardTrainer``).
 
     Args:
@@ -486,29 +487,21 @@ class RewardModelTrainer:
         system_prompt: str | None = None,
         callbacks: Sequence[Any] = (),
     ) -> None:
+        from llm_trainer.algorithms.hf import apply_lora
+
         model = sequence_classifier(model_path_or_model, tokenizer, seed=seed)
-        if train.lora.enabled:
-            from peft import LoraConfig, get_peft_model
-
-            lora = train.lora
-            # SEQ_CLS: peft also trains (and saves) the new score head.
-            model = get_peft_model(
-                model,
-                LoraConfig(
-                    r=lora.r,
-                    lora_alpha=lora.alpha,
-                    lora_dropout=lora.dropout,
-                    target_modules=list(lora.target_modules),
-                    task_type="SEQ_CLS",
-                ),
-            )
-        self.model, self.tokenizer = model, tokenizer
-        self.config, self.settings, self.run = train, settings, run
-        self.seed, self.system_prompt = seed, system_prompt
-        from llm_trainer.algorithms.hf import RunLogCallback
-
-        self.extra_callbacks = list(callbacks)
-        self.callback = RunLogCallback(run)
+        super().__init__(
+            # SEQ_CLS: peft also trains (and saves) the new score head
+            apply_lora(model, train.lora, task_type="SEQ_CLS"),
+            tokenizer,
+            train,
+            run,
+            seed=seed,
+            system_prompt=system_prompt,
+            callbacks=callbacks,
+            lora=False,
+        )
+        self.settings = settings
         self.offset = 0.0
 
     def train(
@@ -518,8 +511,6 @@ class RewardModelTrainer:
         import datasets
         from trl.trainer.reward_config import RewardConfig as TRLRewardConfig
         from trl.trainer.reward_trainer import RewardTrainer as TRLRewardTrainer
-
-        from llm_trainer.algorithms.hf import train_with_trl
 
         reward_pairs = as_reward_pairs(pairs)
         if not reward_pairs:
@@ -534,22 +525,14 @@ class RewardModelTrainer:
                     f"every pair is longer than train.max_length={self.config.max_length} tokens"
                 )
 
-        trainer, result = train_with_trl(
+        result = self._fit(
             TRLRewardTrainer,
             TRLRewardConfig,
-            train=self.config,
-            run=self.run,
-            seed=self.seed,
-            callback=self.callback,
-            callbacks=self.extra_callbacks,
             resume=resume,
             config_kwargs={"max_length": self.config.max_length, "dataset_num_proc": None},
             before_train=check_lengths,
-            model=self.model,
             train_dataset=datasets.Dataset.from_list(reward_rows(reward_pairs)),
-            processing_class=self.tokenizer,
         )
-        self.model = trainer.model
         chosen, rejected = RewardModel(self.model, self.tokenizer).score_pairs(reward_pairs)
         self.offset = float(np.mean(chosen + rejected))
         return result

@@ -10,7 +10,7 @@ last one with the same losses as an uninterrupted run.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -20,11 +20,11 @@ from llm_trainer.algorithms.base import (
     AlgorithmResult,
     TrainResult,
 )
-from llm_trainer.algorithms.config import NonNegativeInt, PositiveInt, TrainConfig, check_env
+from llm_trainer.algorithms.config import NonNegativeInt, PositiveInt, check_env
+from llm_trainer.algorithms.trl_trainer import TRLTrainer
 from llm_trainer.core.config import Range, check_ranges
 from llm_trainer.core.errors import UserError
 from llm_trainer.core.records import to_plain
-from llm_trainer.core.rundir import RunDir
 from llm_trainer.core.trajectory import Trajectory
 
 __all__ = ["SFTAlgorithm", "SFTSettings", "SFTTrainer", "TrainResult", "chat_rows"]
@@ -60,41 +60,9 @@ def chat_rows(
     ]
 
 
-class SFTTrainer:
-    """Fine-tune ``model`` on successful trajectories.
-
-    Args:
-        model: A causal LM (wrapped with LoRA adapters when ``config.lora.enabled``).
-        tokenizer: Its tokenizer (with a chat template that marks assistant turns).
-        config: Optimisation settings.
-        run: The run directory (checkpoints, TensorBoard, metrics).
-        seed: Seeds data order and initialisation of new weights.
-        system_prompt: Replaces the trajectories' system prompt (``None`` keeps it).
-        evaluate: Called with the model every ``eval_every`` steps; its metrics are logged.
-        eval_every: Steps between evaluations (0: never during training).
-        callbacks: Extra ``transformers.TrainerCallback`` objects.
-    """
-
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        config: TrainConfig,
-        run: RunDir,
-        *,
-        seed: int = 0,
-        system_prompt: str | None = None,
-        evaluate: Callable[[Any], Mapping[str, float]] | None = None,
-        eval_every: int = 0,
-        callbacks: Sequence[Any] = (),
-    ) -> None:
-        from llm_trainer.algorithms.hf import RunLogCallback, apply_lora
-
-        self.model = apply_lora(model, config.lora)
-        self.extra_callbacks = list(callbacks)
-        self.tokenizer, self.config, self.run = tokenizer, config, run
-        self.seed, self.system_prompt = seed, system_prompt
-        self.callback = RunLogCallback(run, evaluate, eval_every)
+class SFTTrainer(TRLTrainer):
+    """Fine-tune ``model`` on successful trajectories (arguments: :class:`~llm_trainer.
+    algorithms.trl_trainer.TRLTrainer`; the chat template must mark assistant turns)."""
 
     def train(self, trajectories: Sequence[Trajectory], *, resume: bool = False) -> TrainResult:
         """Train on the successful ``trajectories`` (failures are skipped).
@@ -106,8 +74,6 @@ class SFTTrainer:
         from trl.trainer.sft_config import SFTConfig as TRLSFTConfig
         from trl.trainer.sft_trainer import SFTTrainer as TRLSFTTrainer
 
-        from llm_trainer.algorithms.hf import train_with_trl
-
         successes = [t for t in trajectories if t.success]
         if not successes:
             sources = sorted({t.source for t in trajectories})
@@ -117,14 +83,9 @@ class SFTTrainer:
                 "or collect from a stronger agent"
             )
         dataset = datasets.Dataset.from_list(chat_rows(successes, self.system_prompt))
-        trainer, result = train_with_trl(
+        return self._fit(
             TRLSFTTrainer,
             TRLSFTConfig,
-            train=self.config,
-            run=self.run,
-            seed=self.seed,
-            callback=self.callback,
-            callbacks=self.extra_callbacks,
             resume=resume,
             config_kwargs={
                 "assistant_only_loss": True,
@@ -132,12 +93,8 @@ class SFTTrainer:
                 "packing": False,
                 "dataset_num_proc": None,
             },
-            model=self.model,
             train_dataset=dataset,
-            processing_class=self.tokenizer,
         )
-        self.model = trainer.model
-        return result
 
 
 class SFTAlgorithm(Algorithm):
@@ -168,7 +125,7 @@ class SFTAlgorithm(Algorithm):
                     every=ev.every_steps or 25,
                 )
             )
-        train = experiment.train
+        train, every = experiment.train, experiment.eval.every_steps
         context.log(
             f"SFT: {train.max_steps} steps, batch {train.batch_size}, lr {train.learning_rate}"
         )
@@ -177,10 +134,8 @@ class SFTAlgorithm(Algorithm):
             tokenizer,
             train,
             context.run,
-            seed=context.seed,
-            system_prompt=context.system_prompt,
-            evaluate=context.evaluator(tokenizer),
-            eval_every=experiment.eval.every_steps if settings.stop_at_success is None else 0,
+            # with stop_at_success, validation takes the evaluation cadence
+            **{**context.trainer_options(tokenizer), "eval_every": 0 if callbacks else every},
             callbacks=callbacks,
         )
         result = trainer.train(trajectories, resume=context.resume)

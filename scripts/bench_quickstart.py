@@ -17,9 +17,8 @@ import json
 import time
 from typing import Any
 
-from llm_trainer.algorithms.config import quickstart_config
+from llm_trainer.algorithms.config import override_experiment, quickstart_config
 from llm_trainer.algorithms.experiment import run_experiment
-from llm_trainer.core.config import apply_overrides, build, to_dict
 from llm_trainer.core.rundir import RunDir
 
 
@@ -44,11 +43,9 @@ def main() -> None:
 
 
 def bench(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    data = apply_overrides(
-        to_dict(quickstart_config()),
-        [f"eval.every_steps={args.every}", f"seed={seed}", *args.overrides],
+    config = override_experiment(
+        quickstart_config(), [f"eval.every_steps={args.every}", f"seed={seed}", *args.overrides]
     )
-    config = build(type(quickstart_config()), data)
     start = time.time()
     summary = run_experiment(config)
     points = RunDir(summary["run_dir"]).metrics()
