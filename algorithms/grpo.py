@@ -266,6 +266,9 @@ class TokenContextPolicy:
         self.context_limit: int | None = backend.max_context
         self._slots: dict[int, _Context | None] = {}
         self._turn = 0
+        self.closings: dict[int, tuple[int, ...]] = {}
+        """Per slot, the tokens that close its last finished episode's final assistant turn
+        (what the chat template renders after it, e.g. an end-of-turn token)."""
 
     def reset(self, *, seed: int | None = None, slot: int | None = None) -> None:
         if slot is None:
@@ -275,6 +278,16 @@ class TokenContextPolicy:
 
     def act(self, observation: str, info: Mapping[str, Any]) -> str:
         return self.act_batch([observation], [info])[0]
+
+    def end_episode(
+        self, info: Mapping[str, Any], *, reward: float = 0.0, slot: int = 0, env_id: str = ""
+    ) -> None:
+        """Record the tokens that close the episode's final assistant turn."""
+        state = self._slots.get(slot)
+        if state is None or not state.generations:
+            return
+        closing = _render(self.tokenizer, state.messages, state.tools, generation_prompt=False)
+        self.closings[slot] = tuple(self._bridge(state, closing))
 
     def last_generation(self, slot: int = 0) -> Generation | None:
         state = self._slots.get(slot)
@@ -370,10 +383,16 @@ class TokenContextPolicy:
 
     def _extend(self, state: _Context, observation: str, info: Mapping[str, Any]) -> None:
         """Append the env's answer (and the next generation prompt) as context tokens."""
-        action = state.messages[-1]["content"]
-        action_ids = self.tokenizer.encode(action, add_special_tokens=False)
         state.messages.append({"role": str(info.get("role", "user")), "content": observation})
         closing = _render(self.tokenizer, state.messages, state.tools, generation_prompt=True)
+        state.context += self._bridge(state, closing)
+        state.rendered = closing
+
+    def _bridge(self, state: _Context, closing: list[int]) -> list[int]:
+        """The tokens ``closing`` (a longer rendering of the conversation) adds after the
+        model's last action: the template's end of the assistant turn and what follows."""
+        action = next(m["content"] for m in reversed(state.messages) if m["role"] == "assistant")
+        action_ids = self.tokenizer.encode(action, add_special_tokens=False)
         cut = len(state.rendered) + len(action_ids)
         if (
             closing[: len(state.rendered)] != state.rendered
@@ -389,8 +408,7 @@ class TokenContextPolicy:
         # A turn the model closed itself (its end-of-sequence token) is not closed again.
         if tokens and bridge and tokens[-1] == bridge[0] and tokens[-1] in _eos_ids(self.tokenizer):
             bridge = bridge[1:]
-        state.context += bridge
-        state.rendered = closing
+        return bridge
 
 
 def episode_tokens(
@@ -541,13 +559,18 @@ class EnvRollout:
         finally:
             if was_training:
                 model.train()
-        episodes = self._finish([e.trajectory for e in played])
+        # slot i played task i (one env per seed): its closing tokens are policy.closings[i]
+        episodes = self._finish(
+            [e.trajectory for e in played], [policy.closings.get(i, ()) for i in range(len(seeds))]
+        )
         self.stats.episodes += len(episodes)
         self.stats.generated_tokens += sum(e.generated_tokens for e in episodes)
         self.stats.generation_seconds += time.perf_counter() - start
         return episodes
 
-    def _finish(self, trajectories: Sequence[Trajectory]) -> list[EnvEpisode]:
+    def _finish(
+        self, trajectories: Sequence[Trajectory], closings: Sequence[Sequence[int]]
+    ) -> list[EnvEpisode]:
         scores: list[float | None] = [None] * len(trajectories)
         if self.reward.reward_model_weight:
             scores = [
@@ -555,10 +578,15 @@ class EnvRollout:
                 for s in self.reward_model.score(trajectories, system_prompt=self.system_prompt)
             ]
         episodes = []
-        for t, score in zip(trajectories, scores, strict=True):
+        for t, score, closing in zip(trajectories, scores, closings, strict=True):
             if not t.steps:
                 raise RuntimeError(f"{self.env_id} seed {t.seed}: the episode failed: {t.error}")
             prompt_ids, completion_ids, mask, logprobs = episode_tokens(t)
+            finished = t.error is None and t.steps[-1].terminated
+            if finished:  # the final turn closed as the template renders it (context, no loss)
+                completion_ids += tuple(closing)
+                mask += (0,) * len(closing)
+                logprobs += (0.0,) * len(closing)
             episodes.append(
                 EnvEpisode(
                     trajectory=t,
@@ -567,7 +595,7 @@ class EnvRollout:
                     env_mask=mask,
                     logprobs=logprobs,
                     reward=sum(step_rewards(t, self.reward, score)),
-                    finished=t.error is None and t.steps[-1].terminated,
+                    finished=finished,
                 )
             )
         return episodes

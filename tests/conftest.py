@@ -1,9 +1,11 @@
-"""Shared fixtures: every registered env id, for the conformance suite."""
+"""Shared fixtures: every registered env id, for the conformance suite; and the ``gpu`` marker's
+skip on a machine without a CUDA GPU."""
 
 from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 import llm_trainer
@@ -18,3 +20,21 @@ settings.register_profile(
     "dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``gpu``-marked tests where ``torch.cuda.is_available()`` is false (torch is
+    imported only when such a test was collected)."""
+    gpu = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu:
+        return
+    try:
+        import torch
+    except ImportError:
+        reason = "needs a CUDA GPU (torch is not installed)"
+    else:
+        if torch.cuda.is_available():
+            return
+        reason = "needs a CUDA GPU (torch.cuda.is_available() is false)"
+    for item in gpu:
+        item.add_marker(pytest.mark.skip(reason=reason))

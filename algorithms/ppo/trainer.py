@@ -12,12 +12,20 @@ Read it top to bottom, in the spirit of cleanrl's ``ppo.py``. Each iteration:
    ``-kl_coef * (log p - log p_ref)`` against the frozen initial policy.
 3. **Advantages.** Values come from a head on the policy's last hidden state (or a separate
    value model); GAE runs over the generated tokens only: tool results and chat markers are
-   context, never actions (:func:`~llm_trainer.algorithms.ppo.core.gae`).
+   context, never actions (:func:`~llm_trainer.algorithms.ppo.core.gae`). Values of every row
+   are computed first, then GAE runs per episode, across the rows an episode was split into
+   (:func:`~llm_trainer.algorithms.ppo.core.episode_gae`).
 4. **Update.** ``update_epochs`` passes of ``num_minibatches`` mini-batches each; each
    mini-batch is split into micro-batches of ``train.batch_size`` episodes whose losses are
    normalised by the mini-batch's token count, so gradient accumulation is exact.
 
 Training uses the token ids and log-probs recorded at sampling time, never re-tokenised text.
+Log-probs are ``gather(logits) - logsumexp(logits)`` in fp32 chunks
+(:func:`~llm_trainer.algorithms.ppo.core.token_logprobs`): no full-vocabulary log-softmax is
+ever built, and the entropy is computed only for an entropy bonus (``ppo.ent_coef`` > 0; the
+``ppo/entropy`` metric is then logged). Everything runs on the device the model is on, with
+bf16/fp16 autocast there when ``train.precision`` asks for it (``auto``: bf16 on a GPU that
+has it); fp16 adds a gradient scaler.
 Checkpoints (policy, value head, optimizer, scheduler, iteration) are written atomically every
 ``train.save_steps`` iterations; a resumed run continues the same curve, because every source
 of randomness is derived from ``(seed, iteration)``.
@@ -32,16 +40,23 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from llm_trainer.algorithms.base import Algorithm, AlgorithmContext, AlgorithmResult, TrainResult
+from llm_trainer.algorithms.base import (
+    Algorithm,
+    AlgorithmContext,
+    AlgorithmResult,
+    TrainResult,
+    merged,
+)
 from llm_trainer.algorithms.config import RewardConfig, TrainConfig
 from llm_trainer.algorithms.hf import per_second, torch_threads
 from llm_trainer.algorithms.ppo.config import PPOSettings
 from llm_trainer.algorithms.ppo.core import (
     TokenRow,
-    gae,
+    episode_gae,
     masked_mean,
     pack_episode,
     ppo_losses,
+    token_logprobs,
     whiten,
 )
 from llm_trainer.algorithms.rewards import step_rewards
@@ -139,10 +154,20 @@ class PPOTrainer:
         self.parameters = policy + value
         from llm_trainer.algorithms.hf import precision_kwargs
 
-        # bf16/fp16 autocast on a GPU that has it (``train.precision: auto``); fp32 on a CPU
+        # bf16/fp16 autocast where the model is on a GPU that has it (``train.precision:
+        # auto``); fp32 on a CPU (no speed-up there, see STACK.md). Weights stay fp32.
         precision = precision_kwargs(train.precision)
+        on_gpu = self.device.type == "cuda"
         self.autocast_dtype = (
-            torch.bfloat16 if precision["bf16"] else torch.float16 if precision["fp16"] else None
+            torch.bfloat16
+            if on_gpu and precision["bf16"]
+            else torch.float16
+            if on_gpu and precision["fp16"]
+            else None
+        )
+        # fp16 gradients underflow without loss scaling; bf16 and fp32 need none (a no-op)
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.autocast_dtype == torch.float16
         )
         self.optimizer = torch.optim.AdamW(
             [
@@ -165,7 +190,9 @@ class PPOTrainer:
         if reward.reward_model_path is not None and reward.reward_model_weight:
             from llm_trainer.algorithms.reward_model import RewardModel
 
-            self.reward_model = RewardModel.from_pretrained(reward.reward_model_path)
+            self.reward_model = RewardModel.from_pretrained(
+                reward.reward_model_path, device=self.device.type
+            )
         self._backend: Any = None
         self.iteration = 0
         self.losses: list[tuple[int, float]] = []
@@ -187,7 +214,15 @@ class PPOTrainer:
         from llm_trainer.agents.backends.vllm_backend import VLLMBackend
 
         if self._backend is None:
-            self._backend = VLLMBackend(str(self.model_dir), weight_sync=True)
+            # On a GPU vLLM shares the chip with training: it takes only its configured share
+            # (weights and KV cache). On a CPU, leave it None: the backend then sizes the KV
+            # cache in GiB (``kv_cache_gib``, 1 GiB by default), not as a fraction of memory.
+            share = self.settings.vllm_gpu_memory_utilization
+            self._backend = VLLMBackend(
+                str(self.model_dir),
+                weight_sync=True,
+                gpu_memory_utilization=share if self.device.type == "cuda" else None,
+            )
         # vLLM generates, torch updates: the engine gets this iteration's weights in place
         # (LoRA adapters merged; see VLLMBackend.sync_weights_from)
         self._backend.sync_weights_from(self.model)
@@ -231,9 +266,21 @@ class PPOTrainer:
 
     # -- 2-4. one iteration -------------------------------------------------------------------
 
-    def _forward(self, model: Any, tokens: Any, attention: Any, *, values: bool) -> tuple[Any, Any]:
-        """Log-softmax over the vocabulary at each position (predicting the next token), and
-        the values (``None`` unless asked)."""
+    def _forward(
+        self,
+        model: Any,
+        tokens: Any,
+        attention: Any,
+        *,
+        logprobs: bool = True,
+        values: bool = False,
+        entropy: bool = False,
+    ) -> tuple[Any, Any, Any]:
+        """``(logprobs, entropy, values)`` at each position t < T-1 (predicting token t+1),
+        each ``[batch, T-1]`` fp32, or ``None`` unless asked.
+
+        The policy is the tempered distribution (``ppo.temperature``): the one sampled from.
+        """
         import contextlib
 
         import torch
@@ -243,34 +290,38 @@ class PPOTrainer:
             if self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
+        policy_hidden = values and self.value_model is None
         with autocast:
-            out = model(input_ids=tokens, attention_mask=attention, output_hidden_states=values)
-        logits = out.logits[:, :-1].float()
-        if self.settings.temperature != 1.0:  # the policy is the distribution sampled from
-            logits = logits / self.settings.temperature
-        value = None
+            out = model(
+                input_ids=tokens, attention_mask=attention, output_hidden_states=policy_hidden
+            )
+        logp = ent = value = None
+        if logprobs or entropy:
+            # the full logits go in as they are (no shifted or fp32 copy of them is made)
+            logp, ent = token_logprobs(
+                out.logits, tokens[:, 1:], temperature=self.settings.temperature, entropy=entropy
+            )
         if values:
-            hidden = out.hidden_states[-1][:, :-1]
             if self.value_model is not None:
+                # its body only: the last hidden state, without a [batch, T, vocabulary] head
+                body = getattr(self.value_model, "base_model", self.value_model)
                 with autocast:
-                    vout = self.value_model(
-                        input_ids=tokens, attention_mask=attention, output_hidden_states=True
-                    )
-                hidden = vout.hidden_states[-1][:, :-1]
-            value = self.value_head(hidden.float()).squeeze(-1)
-        return torch.log_softmax(logits, dim=-1), value
+                    hidden = body(input_ids=tokens, attention_mask=attention).last_hidden_state
+            else:
+                hidden = out.hidden_states[-1]
+            value = self.value_head(hidden[:, :-1].float()).squeeze(-1)
+        return logp, ent, value
 
     def _ref_logprobs(self, tokens: Any, attention: Any) -> Any:
         import torch
 
-        targets = tokens[:, 1:].unsqueeze(-1)
         with torch.no_grad():
             if self.ref_model is not None:
-                logp, _ = self._forward(self.ref_model, tokens, attention, values=False)
+                logp, _, _ = self._forward(self.ref_model, tokens, attention)
             else:
                 with self.model.disable_adapter():
-                    logp, _ = self._forward(self.model, tokens, attention, values=False)
-        return logp.gather(-1, targets).squeeze(-1)
+                    logp, _, _ = self._forward(self.model, tokens, attention)
+        return logp
 
     def _batch(self, rows: Sequence[TokenRow]) -> dict[str, Any]:
         """Right-padded tensors of ``rows``, shifted so position t predicts token t+1."""
@@ -314,6 +365,59 @@ class PPOTrainer:
                 "ppo.max_new_tokens or use an env with fewer turns"
             )
 
+    def rollout_data(self, episode_rows: Sequence[Sequence[TokenRow]]) -> list[dict[str, Any]]:
+        """Per row of each episode (in order): its padded tensors (``tokens``, ``attention``,
+        and, shifted so position t predicts token t+1, ``mask``, ``old_logprobs``, the token
+        ``rewards`` with the KL penalty, ``values``, ``ref_logprobs``, ``kl``, ``advantages``
+        and ``returns``), on the model's device.
+
+        Values and reference log-probs are computed ``train.batch_size`` rows at a time (no
+        grad), then GAE runs per episode over all of its rows, so an episode split into
+        several rows (:func:`~llm_trainer.algorithms.ppo.core.pack_episode`) bootstraps from
+        its next row wherever that row's values were computed.
+        """
+        import torch
+
+        s = self.settings
+        rows = [r for episode in episode_rows for r in episode]
+        episode_of_row = [e for e, episode in enumerate(episode_rows) for _ in episode]
+        micro = self.train_config.batch_size
+        data: list[dict[str, Any]] = []
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, len(rows), micro):
+                    batch = self._batch(rows[start : start + micro])
+                    tokens, attention, mask = batch["tokens"], batch["attention"], batch["mask"]
+                    # the recorded log-probs are the raw (temperature 1) ones: at another
+                    # temperature the sampling policy's are recomputed from the same weights
+                    tempered = s.temperature != 1.0
+                    logp, _, values = self._forward(
+                        self.model, tokens, attention, logprobs=tempered, values=True
+                    )
+                    if tempered:
+                        batch["old_logprobs"] = logp * mask
+                    ref = self._ref_logprobs(tokens, attention)
+                    kl = (batch["old_logprobs"] - ref) * mask
+                    if s.kl_mode == "reward":
+                        batch["rewards"] = batch["rewards"] - s.kl_coef * kl
+                    batch.update(values=values * mask, ref_logprobs=ref, kl=kl)
+                    for i in range(tokens.shape[0]):
+                        data.append({k: v[i] for k, v in batch.items()})
+                advantages, returns = episode_gae(
+                    [d["rewards"] for d in data],
+                    [d["values"] for d in data],
+                    [d["mask"] for d in data],
+                    episode_of_row,
+                    gamma=s.gamma,
+                    lam=s.gae_lambda,
+                )
+        finally:
+            self.model.train()
+        for d, adv, ret in zip(data, advantages, returns, strict=True):
+            d.update(advantages=adv, returns=ret)
+        return data
+
     def step(self, iteration: int) -> dict[str, float]:
         """One PPO iteration: rollout, advantages, update. Returns its metrics."""
         import torch
@@ -341,37 +445,10 @@ class PPOTrainer:
         self._check_context(rows)
         self.tokens_generated += sum(r.num_actions for r in rows)
         self.env_steps += sum(len(t.steps) for t in trajectories)
-
-        # Values, reference log-probs, token rewards and advantages, one row at a time per
-        # micro-batch (no grad), then whitened over the whole iteration.
+        # values, reference log-probs, token rewards, then GAE per episode (across its rows)
+        data = self.rollout_data(episode_rows)
         micro = cfg.batch_size
-        data: list[dict[str, Any]] = []
-        self.model.eval()
-        with torch.no_grad():
-            for start in range(0, len(rows), micro):
-                batch = self._batch(rows[start : start + micro])
-                logp, values = self._forward(
-                    self.model, batch["tokens"], batch["attention"], values=True
-                )
-                if s.temperature != 1.0:
-                    # the recorded log-probs are the raw (temperature 1) ones: the sampling
-                    # policy's are recomputed from the same, unchanged, weights
-                    sampled = logp.gather(-1, batch["tokens"][:, 1:].unsqueeze(-1)).squeeze(-1)
-                    batch["old_logprobs"] = sampled * batch["mask"]
-                ref = self._ref_logprobs(batch["tokens"], batch["attention"])
-                mask = batch["mask"]
-                rewards = batch["rewards"].clone()
-                kl = (batch["old_logprobs"] - ref) * mask
-                if s.kl_mode == "reward":
-                    rewards = rewards - s.kl_coef * kl
-                adv, ret = gae(rewards, values * mask, mask, gamma=s.gamma, lam=s.gae_lambda)
-                batch.update(
-                    values=values * mask, ref_logprobs=ref, advantages=adv, returns=ret, kl=kl
-                )
-                for i in range(batch["tokens"].shape[0]):
-                    data.append({k: v[i] for k, v in batch.items()})
-        self.model.train()
-        # rows of an episode stay together; whiten advantages over the iteration's tokens
+        # whiten advantages over the iteration's tokens
         if s.whiten_advantages:
             flat_adv = torch.cat([d["advantages"] for d in data])
             flat_mask = torch.cat([d["mask"] for d in data])
@@ -398,15 +475,17 @@ class PPOTrainer:
                 for mstart in range(0, len(chunk), micro):
                     part = [data[i] for i in chunk[mstart : mstart + micro]]
                     losses = self._micro_loss(part, tokens_in_minibatch)
-                    losses.total.backward()
+                    self.scaler.scale(losses.total).backward()
                     for name in ("policy", "value", "entropy", "kl", "clip_fraction", "approx_kl"):
-                        stats.setdefault(name, []).append(
-                            float(getattr(losses, name).detach()) * len(part)
-                        )
+                        term = getattr(losses, name)
+                        if term is not None:  # the entropy only with an entropy bonus
+                            stats.setdefault(name, []).append(float(term.detach()) * len(part))
                     stats.setdefault("_n", []).append(float(len(part)))
+                self.scaler.unscale_(self.optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm)
                 stats.setdefault("grad_norm", []).append(float(grad_norm))
-                self.optimizer.step()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
                 self.scheduler.step()
             if s.target_kl is not None:
                 n = sum(stats["_n"])
@@ -464,10 +543,10 @@ class PPOTrainer:
             return torch.stack([torch.nn.functional.pad(x, (0, width - x.shape[0])) for x in items])
 
         tokens, attention = stack("tokens"), stack("attention")
-        logp_all, values = self._forward(self.model, tokens, attention, values=True)
-        targets = tokens[:, 1:].unsqueeze(-1)
-        new_logprobs = logp_all.gather(-1, targets).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        # the entropy (a softmax over the vocabulary) only for an entropy bonus
+        new_logprobs, entropy, values = self._forward(
+            self.model, tokens, attention, values=True, entropy=s.ent_coef > 0
+        )
         return ppo_losses(
             new_logprobs,
             stack("old_logprobs"),
@@ -475,8 +554,8 @@ class PPOTrainer:
             values,
             stack("values"),
             stack("returns"),
-            entropy,
             stack("mask"),
+            entropy=entropy,
             clip_range=s.clip_range,
             clip_range_value=s.clip_range_value,
             vf_coef=s.vf_coef,
@@ -567,6 +646,7 @@ class PPOTrainer:
                 else None,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
             }
             torch.save(state, tmp / "trainer_state.pt")
             (tmp / "progress.json").write_text(
@@ -623,12 +703,16 @@ class PPOTrainer:
                 )
             if any("lm_head" in m for m in missing):
                 self.model.tie_weights()
-        state = torch.load(path / "trainer_state.pt", weights_only=True)
+        # onto this trainer's device, wherever the checkpoint was written (a GPU run resumes
+        # on a CPU and back)
+        state = torch.load(path / "trainer_state.pt", map_location=self.device, weights_only=True)
         self.value_head.load_state_dict(state["value_head"])
         if self.value_model is not None and state["value_model"] is not None:
             self.value_model.load_state_dict(state["value_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         progress = json.loads((path / "progress.json").read_text())
         self.iteration = int(progress["iteration"])
         self.losses = [(int(a), float(b)) for a, b in progress["losses"]]
@@ -660,14 +744,9 @@ class PPOAlgorithm(Algorithm):
             p,
             experiment.reward,
             context.run,
-            seed=context.seed,
-            system_prompt=context.system_prompt,
-            evaluate=context.evaluator(tokenizer),
-            eval_every=experiment.eval.every_steps,
             model_dir=context.model_dir,
+            **context.trainer_options(tokenizer),
         )
         result = ppo.train(resume=context.resume)
-        model = ppo.model
-        if hasattr(model, "merge_and_unload"):  # the RL agent is saved whole: it serves anywhere
-            model = model.merge_and_unload()
-        return AlgorithmResult(model=model, tokenizer=tokenizer, training=result)
+        # the RL agent is saved whole (adapters merged): it serves anywhere
+        return AlgorithmResult(model=merged(ppo.model), tokenizer=tokenizer, training=result)

@@ -7,4 +7,6 @@ in one run, never asserted in unit tests.
   (``scripts/bench_generation.py``).
 * :mod:`.leaderboard`: the whole ``tooluse-v0`` suite and the board build, timed
   (``scripts/bench_leaderboard.py``).
+* :mod:`.mfu`: model FLOPs utilisation of SFT on a ~125M-parameter model (``scripts/
+  bench_mfu.py``; on a GPU in bf16, ``--size tiny`` on a CPU).
 """

@@ -6,11 +6,13 @@ fine-tuned on Calculator-v0 (difficulty 1) oracle demonstrations until it answer
 the validation tasks right, so that it calls the calculator in the right format but answers
 only part of the tasks right: the room RL must close. It is trained once per session (about 2
 minutes on two idle cores) through ``run_experiment``, like any run, and its ``final_model``
-is a Hugging Face model directory.
+is a Hugging Face model directory. Set ``LLM_TRAINER_WEAK_AGENT`` to such a directory (a
+``calculator_weak_sft`` run's ``final_model``) to reuse one across pytest sessions.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,9 @@ def weak_calculator_agent(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved model directory: the weak SFT agent (``system_prompt=""``, greedy success on
     held-out Calculator-v0 difficulty-1 tasks well between 0 and 1)."""
     pytest.importorskip("trl")
+    reuse = os.environ.get("LLM_TRAINER_WEAK_AGENT")
+    if reuse:
+        return Path(reuse)
     from llm_trainer.algorithms.config import load_experiment
     from llm_trainer.algorithms.experiment import run_experiment
 

@@ -14,8 +14,9 @@ from llm_trainer.algorithms.config import load_experiment
 from llm_trainer.algorithms.dpo import DPOSettings, policy_pairs
 from llm_trainer.algorithms.experiment import run_experiment
 from llm_trainer.algorithms.rollout import oracle_trajectories
+from llm_trainer.core.records import ToolCall
 from llm_trainer.core.rundir import RunDir
-from llm_trainer.envs.tools import AnswerAction, ToolCall, parse_action
+from llm_trainer.envs.tools import AnswerAction, parse_action
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -189,15 +189,10 @@ def test_bad_inputs_get_clear_errors(weak_calculator_agent: Path, tmp_path: Path
     model, tokenizer = _load(weak_calculator_agent)
     run = RunDir(tmp_path)
     train = TrainConfig(max_steps=1, batch_size=6)
+    with pytest.raises(ConfigError, match=r"grpo.env_id: .*Did you mean 'LLMTrainer/Calculator"):
+        GRPOSettings(env_id="LLMTrainer/Calculater-v0")
     with pytest.raises(UnknownEnvError, match="Calculator-v0"):
-        GRPOTrainer(
-            model,
-            tokenizer,
-            TrainConfig(max_steps=1, batch_size=8),
-            GRPOSettings(env_id="LLMTrainer/Calculater-v0"),
-            RewardConfig(),
-            run,
-        )
+        env_rollout_func("LLMTrainer/Calculater-v0")
     with pytest.raises(ConfigError, match=r"multiple of grpo.num_generations \(4\)"):
         GRPOTrainer(model, tokenizer, train, GRPOSettings(num_generations=4), RewardConfig(), run)
     with pytest.raises(ConfigError, match="num_generations must be >= 2"):

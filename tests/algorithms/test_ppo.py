@@ -14,7 +14,7 @@ from llm_trainer.agents.tinylm import TinyLMConfig, build_model, build_tokenizer
 from llm_trainer.algorithms.config import RewardConfig, TrainConfig
 from llm_trainer.algorithms.ppo import PPOSettings
 from llm_trainer.algorithms.ppo.trainer import PPOTrainer
-from llm_trainer.core.errors import ConfigError, UnknownEnvError
+from llm_trainer.core.errors import ConfigError
 from llm_trainer.core.rundir import RunDir
 
 SMALL = TinyLMConfig(
@@ -25,7 +25,9 @@ SETTINGS = PPOSettings(
 )
 
 
-def _trainer(tmp: Path, *, max_steps: int = 2, save_steps: int = 0, **settings: Any) -> PPOTrainer:
+def _trainer(
+    tmp: Path, *, max_steps: int = 2, save_steps: int = 0, batch_size: int = 4, **settings: Any
+) -> PPOTrainer:
     model = build_model(SMALL, seed=0)
     run = RunDir.create(tmp, "ppo", {}, 0, resume=True)
     return PPOTrainer(
@@ -33,7 +35,7 @@ def _trainer(tmp: Path, *, max_steps: int = 2, save_steps: int = 0, **settings: 
         build_tokenizer(),
         TrainConfig(
             max_steps=max_steps,
-            batch_size=4,
+            batch_size=batch_size,
             learning_rate=1e-3,
             warmup_steps=0,
             save_steps=save_steps,
@@ -56,6 +58,7 @@ def test_two_runs_with_one_seed_give_identical_losses(tmp_path: Path) -> None:
         json.loads(line) for line in (tmp_path / "a").glob("*/metrics.jsonl").__next__().open()
     ]
     assert {"ppo/policy", "ppo/value", "ppo/kl_to_ref", "rollout/env_reward"} <= set(metrics[-1])
+    assert "ppo/entropy" not in metrics[-1]  # ent_coef 0: the entropy is never computed
     assert any((tmp_path / "a").glob("*/tensorboard/events.out.tfevents.*"))
 
 
@@ -83,7 +86,7 @@ def test_resume_continues_the_same_curve(tmp_path: Path) -> None:
 
 
 def test_bad_settings_get_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(UnknownEnvError, match="Calculator"):
+    with pytest.raises(ConfigError, match=r"ppo\.env_id: .*Did you mean 'LLMTrainer/Calculator"):
         _trainer(tmp_path, env_id="LLMTrainer/Calculater-v0")
     with pytest.raises(ConfigError, match="num_minibatches"):
         PPOSettings(episodes_per_iteration=2, num_minibatches=4)
@@ -163,7 +166,7 @@ def test_lora_ppo_trains_only_adapters_and_the_value_head(tmp_path: Path) -> Non
         model,
         build_tokenizer(),
         TrainConfig(max_steps=1, batch_size=4, learning_rate=1e-2, warmup_steps=0, lora=lora),
-        SETTINGS,
+        PPOSettings(**{**SETTINGS.__dict__, "ent_coef": 0.01}),  # an entropy bonus: computed
         RewardConfig(format_bonus=0.5),
         RunDir.create(tmp_path, "ppo", {}, 0),
         system_prompt="",
@@ -172,7 +175,8 @@ def test_lora_ppo_trains_only_adapters_and_the_value_head(tmp_path: Path) -> Non
     head = trainer.value_head.weight.detach().clone()
     adapters = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
     assert adapters
-    trainer.step(0)
+    metrics = trainer.step(0)
+    assert metrics["ppo/entropy"] > 0
     moved = [
         n
         for n, p in trainer.model.named_parameters()
@@ -219,3 +223,35 @@ def test_separate_value_model_and_a_reward_model_in_place_of_the_env_reward(
         for a, p in zip(value_before, trainer.value_model.parameters(), strict=True)
     ]
     assert any(moved)
+
+
+def test_gae_continues_an_episode_across_the_rows_it_was_split_into(tmp_path: Path) -> None:
+    import torch
+
+    from llm_trainer.algorithms.ppo.core import pack_episode
+    from llm_trainer.core.trajectory import Step, Trajectory
+
+    ok = {"format_ok": True, "tool_correct": True, "exec_ok": True}
+    call = Step(
+        "<tool_call>..</tool_call>", "12", "tool", 0.0, False, False, ok,
+        prompt_token_ids=(1, 40, 41), completion_token_ids=(50, 51, 52), logprobs=(-1.0,) * 3,
+    )  # fmt: skip
+    # the second prompt does not extend the first context (memory dropped the first turn)
+    answer = Step(
+        "<answer>12</answer>", "", "user", 1.0, True, False, ok,
+        prompt_token_ids=(1, 60, 61), completion_token_ids=(70, 71), logprobs=(-1.0,) * 2,
+    )  # fmt: skip
+    split = Trajectory("LLMTrainer/Calculator-v0", 0, 1, "", (), "q", (call, answer))
+    whole = Trajectory("LLMTrainer/Calculator-v0", 1, 1, "", (), "q", (call,))
+    episode_rows = [pack_episode(split, [0.0, 1.0]), pack_episode(whole, [0.5])]
+    assert [len(rows) for rows in episode_rows] == [2, 1]
+    # batch_size 1: the two rows of the split episode get their values in different
+    # micro-batches; gamma = lambda = 1 and no KL: every return is the reward still to come
+    trainer = _trainer(tmp_path, batch_size=1, gamma=1.0, gae_lambda=1.0, kl_coef=0.0)
+    data = trainer.rollout_data(episode_rows)
+    returns = [d["returns"][d["mask"].bool()].tolist() for d in data]
+    assert returns[0] == pytest.approx([1.0, 1.0, 1.0])  # not 0: the episode goes on
+    assert returns[1] == pytest.approx([1.0, 1.0])
+    assert returns[2] == pytest.approx([0.5, 0.5, 0.5])
+    for d in data:  # advantages are the returns less the values, wherever they were computed
+        assert torch.allclose(d["advantages"], (d["returns"] - d["values"]) * d["mask"])
