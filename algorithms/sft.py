@@ -75,6 +75,11 @@ class SFTTrainer(TRLTrainer):
         from trl.trainer.sft_trainer import SFTTrainer as TRLSFTTrainer
 
         successes = [t for t in trajectories if t.success]
+        if not trajectories:
+            raise UserError(
+                "SFT needs successful trajectories and got none (the policy solved no task: "
+                "start from a stronger agent or sample more)"
+            )
         if not successes:
             sources = sorted({t.source for t in trajectories})
             raise UserError(

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import gymnasium
-import yaml
 
+from llm_trainer.core.config import strict_yaml
 from llm_trainer.core.errors import RegistryError, UnknownEnvError, suggest
 from llm_trainer.core.records import FrozenDict
 
@@ -94,34 +94,13 @@ class EnvSpec:
         return cls
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """A safe YAML loader that rejects duplicate keys instead of keeping the last one."""
-
-
-def _no_duplicate_keys(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise RegistryError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1}")
-        seen[key] = loader.construct_object(value_node, deep=True)
-    return seen
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys)
-
 _TOP_LEVEL_KEYS = {"version", "envs", "suites"}
 
 
 def load_strict_yaml(text: str, source: str) -> Any:
     r"""Safe-load YAML, rejecting duplicate keys; errors are :class:`RegistryError`\ s naming
     ``source``."""
-    try:
-        return yaml.load(text, Loader=_StrictLoader)
-    except RegistryError as exc:
-        raise RegistryError(f"{source}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise RegistryError(f"{source}: invalid YAML: {exc}") from None
+    return strict_yaml(text, source, RegistryError)
 
 
 def parse_registry(text: str, source: str = "registry.yaml") -> dict[str, EnvSpec]:

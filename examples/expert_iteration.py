@@ -38,12 +38,15 @@ class ExpertIteration(Algorithm):
             first = c.first_seed + r * c.tasks_per_round
             tasks = list(range(first, first + c.tasks_per_round)) * c.samples_per_task
             episodes = context.collect(agent, c.env_id, tasks, difficulty=c.difficulty)
-            wins = [t for t in episodes if t.success]  # verified by the env, not the model
+            # one clean env-verified success per task: a success after malformed attempts would
+            # teach the malformed attempts, and duplicates would only be memorised
+            clean = [t for t in episodes if t.success and t.metrics["format_ok"]]
+            wins = list({t.seed: t for t in clean}.values())
             kept.append(len(wins))
-            context.log(f"round {r}: kept {len(wins)} of {len(episodes)} episodes")
+            context.log(f"round {r}: {len(wins)} of {c.tasks_per_round} tasks solved")
             train, run = context.experiment.train, context.run
             sft = SFTTrainer(model, tokenizer, train, run, system_prompt=context.system_prompt)
-            result = sft.train(episodes)  # learns from the successes (none: a clear error)
+            result = sft.train(wins)  # no success at all is a clear error
             model = sft.model
             context.store_dataset(f"round-{r}", wins)
         metrics = {"kept_per_round": kept}

@@ -103,4 +103,4 @@ def test_no_successful_trajectory_to_learn_from_is_one_line(tmp_path: Path) -> N
         "eval.max_new_tokens=8",
     ):
         args += ["--set", item]
-    _fails_in_one_line(args, "SFT needs successful trajectories", "none of the 2")
+    _fails_in_one_line(args, "SFT needs successful trajectories and got none")

@@ -48,7 +48,6 @@ from llm_trainer.algorithms.base import (
     merged,
 )
 from llm_trainer.algorithms.config import RewardConfig, TrainConfig
-from llm_trainer.algorithms.hf import per_second, torch_threads
 from llm_trainer.algorithms.ppo.config import PPOSettings
 from llm_trainer.algorithms.ppo.core import (
     TokenRow,
@@ -571,6 +570,8 @@ class PPOTrainer:
         """Run ``train.max_steps`` iterations (continuing from the last checkpoint on resume)."""
         from torch.utils.tensorboard import SummaryWriter
         from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+        from llm_trainer.algorithms.hf import per_second, torch_threads
 
         checkpoint = self.last_checkpoint() if resume else None
         if checkpoint is not None:
