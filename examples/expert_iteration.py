@@ -17,9 +17,9 @@ class ExpertIterationConfig:
     difficulty: int = 1
     rounds: int = 2
     """Sample -> keep -> fine-tune rounds."""
-    tasks_per_round: int = 128
+    tasks_per_round: int = 256
     samples_per_task: int = 4
-    temperature: float = 0.7
+    temperature: float = 0.5
     first_seed: int = 500_000
     """Training tasks start here (held-out seeds are elsewhere)."""
 
@@ -34,7 +34,8 @@ class ExpertIteration(Algorithm):
         c, (model, tokenizer) = self.config, context.load_model()
         kept, result = [], None
         for r in range(c.rounds):
-            agent = context.agent(model, tokenizer, temperature=c.temperature, seed=r)
+            seed = context.seed * 1000 + r  # sampling and data order differ per round and run
+            agent = context.agent(model, tokenizer, temperature=c.temperature, seed=seed)
             first = c.first_seed + r * c.tasks_per_round
             tasks = list(range(first, first + c.tasks_per_round)) * c.samples_per_task
             episodes = context.collect(agent, c.env_id, tasks, difficulty=c.difficulty)
@@ -45,7 +46,9 @@ class ExpertIteration(Algorithm):
             kept.append(len(wins))
             context.log(f"round {r}: {len(wins)} of {c.tasks_per_round} tasks solved")
             train, run = context.experiment.train, context.run
-            sft = SFTTrainer(model, tokenizer, train, run, system_prompt=context.system_prompt)
+            sft = SFTTrainer(
+                model, tokenizer, train, run, seed=seed, system_prompt=context.system_prompt
+            )
             result = sft.train(wins)  # no success at all is a clear error
             model = sft.model
             context.store_dataset(f"round-{r}", wins)
