@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from llm_trainer.algorithms.base import TrainResult
@@ -170,7 +171,9 @@ def last_checkpoint(output_dir: str) -> str | None:
 
 
 class RunLogCallback(TrainerCallback):
-    """Mirror Trainer logs into ``metrics.jsonl``; evaluate every ``every_steps`` steps."""
+    """Mirror Trainer logs into ``metrics.jsonl``; evaluate every ``every_steps`` steps; show a
+    progress bar (steps, loss) on stderr when it is a terminal (the Trainer's own printing of
+    log dicts to stdout is removed by :func:`train_with_trl`: stdout is for results)."""
 
     def __init__(
         self,
@@ -183,6 +186,30 @@ class RunLogCallback(TrainerCallback):
         self.losses: list[tuple[int, float]] = []
         self.eval_seconds = 0.0
         """Time spent in held-out evaluations during training (not training throughput)."""
+        self._bar: Any = None
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        import sys
+
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+        self._bar = tqdm(
+            total=state.max_steps,
+            initial=state.global_step,
+            desc="training",
+            unit="step",
+            file=sys.stderr,
+            disable=not sys.stderr.isatty(),
+        )
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     def on_log(
         self,
@@ -201,12 +228,16 @@ class RunLogCallback(TrainerCallback):
         }
         if "loss" in logs:
             self.losses.append((state.global_step, float(logs["loss"])))
+            if self._bar is not None:
+                self._bar.set_postfix(loss=f"{float(logs['loss']):.4f}")
         if clean:
             self.run.log_metrics(state.global_step, clean)
 
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        if self._bar is not None:
+            self._bar.update(state.global_step - self._bar.n)
         if (
             self.evaluate is not None
             and self.every_steps
@@ -286,6 +317,7 @@ def train_with_trl(
             callbacks=[callback, tensorboard_callback(str(run.tensorboard)), *callbacks],
             **trainer_kwargs,
         )
+        trainer.remove_callback(PrinterCallback)  # log dicts on stdout; RunLogCallback shows them
         if before_train is not None:
             before_train(trainer)
         start = time.perf_counter()

@@ -217,4 +217,6 @@ def test_expert_iteration_raises_held_out_success_from_a_weak_agent(
     assert isinstance(kept, list)
     assert len(kept) == 2
     assert kept[1] > kept[0]  # the second round samples from a better policy
-    assert after >= before + 0.15
+    # measured: 0.375 -> 0.59 on 2 CPU cores (the README has the 5-seed experiment)
+    assert after >= before + 0.10
+    assert float(summary["format_correctness"]) >= 0.95  # learning did not break the format
