@@ -70,6 +70,20 @@ def register_algorithm(cls: A) -> A:
     return cls
 
 
+def unregister_algorithm(name: str) -> None:
+    """Forget an algorithm registered in this process with :func:`register_algorithm`
+    (entry points stay: they belong to installed distributions).
+
+    Raises:
+        ConfigError: when ``name`` was not registered in this process.
+    """
+    if name not in _registered:
+        raise ConfigError(
+            f"algorithm {name!r} was not registered in this process{suggest(name, _registered)}"
+        )
+    del _registered[name]
+
+
 def algorithm_entries() -> dict[str, AlgorithmEntry]:
     """Every registered algorithm by name (entry points and this process's registrations),
     without importing any of them."""

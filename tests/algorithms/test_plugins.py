@@ -19,6 +19,7 @@ from llm_trainer.algorithms.registry import (
     algorithm_entries,
     get_algorithm,
     register_algorithm,
+    unregister_algorithm,
 )
 from llm_trainer.cli import app
 from llm_trainer.core.errors import ConfigError
@@ -86,17 +87,24 @@ def test_a_registered_algorithm_is_found_by_name_and_its_settings_by_its_section
     class Registered(RandomRollouts):
         name = "registered_rollouts"
 
-    experiment = load_experiment(
-        overrides=["algorithm=registered_rollouts", "registered_rollouts.episodes=2"]
-    )
-    assert experiment.algorithm_class() is Registered
-    assert experiment.settings == RandomRolloutsConfig(episodes=2)
-    assert algorithm_entries()["registered_rollouts"].source == "registered in this process"
-    with pytest.raises(ConfigError, match="already registered"):
+    try:
+        experiment = load_experiment(
+            overrides=["algorithm=registered_rollouts", "registered_rollouts.episodes=2"]
+        )
+        assert experiment.algorithm_class() is Registered
+        assert experiment.settings == RandomRolloutsConfig(episodes=2)
+        assert algorithm_entries()["registered_rollouts"].source == "registered in this process"
+        with pytest.raises(ConfigError, match="already registered"):
 
-        @register_algorithm
-        class Clash(RandomRollouts):
-            name = "registered_rollouts"
+            @register_algorithm
+            class Clash(RandomRollouts):
+                name = "registered_rollouts"
+
+    finally:
+        unregister_algorithm("registered_rollouts")
+    assert "registered_rollouts" not in algorithm_entries()
+    with pytest.raises(ConfigError, match="was not registered in this process"):
+        unregister_algorithm("registered_rollouts")
 
 
 def test_a_plugin_installed_as_a_distribution_is_found_by_its_entry_point(
