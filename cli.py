@@ -349,6 +349,12 @@ def bench(
             "--progress/--no-progress", help="Progress bar on stderr (default: on a tty)."
         ),
     ] = None,
+    knowledge: Annotated[
+        Path | None,
+        typer.Option(
+            help="Knowledge graph file: record the agent and every problem attempted/solved."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run an agent on a benchmark suite (parallel, resumable) and write its result file."""
@@ -365,6 +371,7 @@ def bench(
             workers=workers or default_workers(),
             fresh=fresh,
             progress=progress,
+            knowledge_path=knowledge,
         )
         baseline = load_result(compare) if compare is not None else None
         run = run_bench(config)
@@ -485,6 +492,142 @@ def leaderboard(
                     "wall_seconds": round(wall, 3),
                 }
             )
+        )
+
+
+kg_app = typer.Typer(
+    help="The knowledge graph: counts, related solved problems, GraphML/PNG/HTML export.",
+    no_args_is_help=True,
+)
+app.add_typer(kg_app, name="kg")
+
+
+@kg_app.callback()
+def kg(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Option("--path", help="The knowledge graph file (SQLite).")],
+) -> None:
+    """The knowledge graph in FILE (written by train and bench with a knowledge path)."""
+    ctx.obj = path
+
+
+def _open_graph(ctx: typer.Context) -> Any:
+    """The graph of ``kg --path`` (an existing file: reading never creates one)."""
+    from llm_trainer.core.knowledge import KnowledgeGraph
+
+    path = Path(ctx.obj)
+    if not path.is_file():
+        raise UserError(f"no knowledge graph at {path}")
+    return KnowledgeGraph(path)
+
+
+@kg_app.command("stats")
+def kg_stats(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Nodes and edges by kind."""
+    try:
+        counts = _open_graph(ctx).counts()
+    except UserError as exc:
+        _fail(exc)
+        return
+    table = Table(title=f"knowledge graph {ctx.obj}")
+    for column in ("nodes", "count", "edges", " count"):
+        table.add_column(column, justify="right" if "count" in column else "left")
+    nodes, edges = list(counts.nodes.items()), list(counts.edges.items())
+    for i in range(max(len(nodes), len(edges))):
+        node = nodes[i] if i < len(nodes) else ("", "")
+        edge = edges[i] if i < len(edges) else ("", "")
+        table.add_row(node[0], str(node[1]), edge[0], str(edge[1]))
+    table.add_row(
+        "total", str(sum(counts.nodes.values())), "total", str(sum(counts.edges.values()))
+    )
+    console.print(table)
+    if as_json:
+        print(json.dumps({"nodes": counts.nodes, "edges": counts.edges}))
+
+
+@kg_app.command("query")
+def kg_query(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="A task: its related solved problems are listed.")],
+    k: Annotated[int, typer.Option("-k", min=1, help="How many problems.")] = 5,
+    unsolved: Annotated[bool, typer.Option("--unsolved", help="Unsolved problems too.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The problems most related to TEXT (BM25 over statements), with their solutions."""
+    try:
+        hits = _open_graph(ctx).related_problems(text, k, solved=not unsolved)
+    except UserError as exc:
+        _fail(exc)
+        return
+    table = Table(title=f"problems related to {text!r}")
+    for column in ("score", "problem", "statement", "best solution", "solutions"):
+        table.add_column(column, overflow="fold", justify="right" if column == "score" else "left")
+    rows = []
+    for hit in hits:
+        best = hit.solutions[0].attrs.get("text", "") if hit.solutions else ""
+        rows.append(
+            {
+                "id": hit.problem.id,
+                "score": round(hit.score, 4),
+                "statement": hit.problem.attrs.get("statement", ""),
+                "env_id": hit.problem.attrs.get("env_id"),
+                "difficulty": hit.problem.attrs.get("difficulty"),
+                "solutions": [s.attrs.get("text", "") for s in hit.solutions],
+            }
+        )
+        table.add_row(
+            f"{hit.score:.3f}", hit.problem.id, rows[-1]["statement"], best, str(len(hit.solutions))
+        )
+    console.print(table)
+    if not hits:
+        console.print("no related problem (none shares a word with the query)")
+    if as_json:
+        print(json.dumps({"query": text, "problems": rows}))
+
+
+@kg_app.command("export")
+def kg_export(
+    ctx: typer.Context,
+    fmt: Annotated[
+        str, typer.Option("--format", help="graphml (the whole graph), png or html (a picture).")
+    ] = "graphml",
+    out: Annotated[
+        Path | None, typer.Option(help="Output file (default: beside the graph, FORMAT suffix).")
+    ] = None,
+    around: Annotated[
+        str | None,
+        typer.Option(help="Only the neighbourhood of this node (an id, or a unique prefix)."),
+    ] = None,
+    depth: Annotated[int, typer.Option(min=0, help="Edges from --around.")] = 2,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write the graph (or a node's neighbourhood) as GraphML, a PNG or a self-contained HTML
+    page."""
+    from llm_trainer.core.knowledge import export
+
+    try:
+        if fmt not in export.EXPORT_FORMATS:
+            raise UserError(f"--format: {fmt!r} is not one of {', '.join(export.EXPORT_FORMATS)}")
+        graph = _open_graph(ctx)
+        center = graph.find(around) if around is not None else None
+        view = export.neighbourhood(graph.graph(), center, depth)
+        target = out or Path(ctx.obj).with_suffix(f".{fmt}")
+        title = f"{center} (depth {depth})" if center else str(ctx.obj)
+        if fmt == "graphml":
+            written = export.write_graphml(view, target)
+        elif fmt == "png":
+            written = export.write_png(view, target, title)
+        else:
+            written = export.write_html(view, target, title)
+    except UserError as exc:
+        _fail(exc)
+        return
+    console.print(
+        f"wrote {written}: {len(view)} nodes, {view.number_of_edges()} edges", highlight=False
+    )
+    if as_json:
+        print(
+            json.dumps({"file": str(written), "nodes": len(view), "edges": view.number_of_edges()})
         )
 
 

@@ -14,15 +14,18 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from llm_trainer.envs.problems.env import ProblemEnv
 from llm_trainer.envs.tools import format_answer
 from llm_trainer.envs.tooluse.base import ToolUseEnv
 
 
 class OracleAgent:
-    """Solves tool-use tasks by reading the task's oracle plan through ``env.unwrapped``.
+    """Solves tool-use tasks and problems by reading the task's oracle plan through
+    ``env.unwrapped``.
 
     It never looks at the observation for the answer; it reads ``env.unwrapped.task`` (the
-    plan of tool calls and the expected answer) and how many tool calls the episode has had.
+    plan of tool calls and the expected answer: for a problem env, the spec's reference
+    answer, which scores 1.0) and how many tool calls the episode has had.
     Bind it to the env(s) it acts in: one env for :meth:`act`, one per batch slot for
     :meth:`act_batch`.
 
@@ -38,11 +41,13 @@ class OracleAgent:
         envs = [envs] if isinstance(envs, gym.Env) else list(envs)
         if not envs:
             raise ValueError("OracleAgent needs at least one env")
-        self._envs: list[ToolUseEnv] = []
+        self._envs: list[ToolUseEnv | ProblemEnv] = []
         for env in envs:
             base = env.unwrapped
-            if not isinstance(base, ToolUseEnv):
-                raise TypeError(f"OracleAgent supports tool-use envs, got {type(base).__name__}")
+            if not isinstance(base, ToolUseEnv | ProblemEnv):
+                raise TypeError(
+                    f"OracleAgent supports tool-use and problem envs, got {type(base).__name__}"
+                )
             self._envs.append(base)
 
     def reset(self, *, seed: int | None = None) -> None:
@@ -65,7 +70,8 @@ class OracleAgent:
         return [self._next_action(self._envs[s]) for s in slots]
 
     @staticmethod
-    def _next_action(env: ToolUseEnv) -> str:
+    def _next_action(env: ToolUseEnv | ProblemEnv) -> str:
+        # Both episodes hold their task (plan, answer) and their count of tool calls.
         episode = env.get_state()
         plan = episode.task.plan
         if episode.n_calls < len(plan):

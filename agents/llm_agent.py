@@ -19,7 +19,9 @@ completion as the action. Around that:
   :class:`~llm_trainer.agents.memory.ConversationMemory`). With ``memory_path`` set, a
   :class:`~llm_trainer.agents.memory.LongTermMemory` persists finished episodes
   (:meth:`LLMAgent.end_episode`) and, with ``use_memory_examples``, the most relevant past
-  successes are added to the system prompt as examples.
+  successes are added to the system prompt as examples. With ``knowledge_path`` and
+  ``use_knowledge_examples``, so are the most related solved problems of a knowledge graph
+  (:class:`~llm_trainer.agents.memory.KnowledgeExamples`), with their solutions.
 * **Agent-side tools.** The agent may carry its own :class:`~llm_trainer.envs.tools.
   ToolRegistry` (``memory_tool=True`` adds ``memory_search``). When the model calls one of them,
   the agent runs it, appends the result as a tool message and generates again, within the same
@@ -52,11 +54,14 @@ from llm_trainer.agents.backends import parse_backend_spec as _parse_backend_spe
 from llm_trainer.agents.backends.base import derive_seed
 from llm_trainer.agents.memory import (
     ConversationMemory,
+    KnowledgeExamples,
     LongTermMemory,
-    format_examples,
+    format_solved_examples,
+    memory_examples,
     memory_search_tool,
 )
 from llm_trainer.core.errors import BackendError, BatchActError, ConfigError, suggest
+from llm_trainer.core.knowledge.text import SUMMARY_CHARS, summarize_messages
 from llm_trainer.core.records import FrozenDict, Generation, ToolCall, to_plain
 from llm_trainer.core.usage import TokenUsage
 from llm_trainer.envs.tools import Tool, ToolRegistry, parse_action
@@ -65,8 +70,6 @@ CONFIG_FILE = "llm_agent.json"
 MEMORY_FILE = "memory.sqlite"
 MODEL_DIR = "model"
 FORMAT_VERSION = 1
-#: How many characters of each action and observation an episode summary keeps.
-SUMMARY_CHARS = 200
 
 
 #: The agent's default sampling: greedy, so evaluations are reproducible.
@@ -103,9 +106,17 @@ class LLMAgentConfig:
     use_memory_examples: bool = False
     """Add the most relevant past successes to the system prompt (needs ``memory_path``)."""
     n_examples: int = 2
-    """How many past successes to add at most."""
+    """How many past successes to add at most (from each source of examples)."""
     memory_tool: bool = False
     """Give the model a ``memory_search`` tool over the long-term memory."""
+    knowledge_path: str | None = None
+    """A knowledge graph file (:mod:`llm_trainer.core.knowledge`) to read solved problems from;
+    ``None``: none."""
+    use_knowledge_examples: bool = False
+    """Add the graph's solved problems most related to the task (BM25 over their statements),
+    with their best solutions, to the system prompt (needs ``knowledge_path``). A graph that
+    holds the very episodes being measured shows the agent their solutions: benchmark with a
+    graph of other tasks."""
     max_agent_tool_calls: int = 3
     """Agent-side tool calls allowed per action (each costs one more generation)."""
 
@@ -132,11 +143,16 @@ class LLMAgentConfig:
             _check_int(name, getattr(self, name), minimum=1 if name == "n_examples" else 0)
         if self.max_prompt_tokens is not None:
             _check_int("max_prompt_tokens", self.max_prompt_tokens, minimum=16)
-        for name in ("system_prompt", "memory_path"):
+        for name in ("system_prompt", "memory_path", "knowledge_path"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"LLMAgentConfig.{name} must be a str or None, got {value!r}")
-        for name in ("record_episodes", "use_memory_examples", "memory_tool"):
+        for name in (
+            "record_episodes",
+            "use_memory_examples",
+            "memory_tool",
+            "use_knowledge_examples",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(
                     f"LLMAgentConfig.{name} must be a bool, got {getattr(self, name)!r}"
@@ -144,6 +160,11 @@ class LLMAgentConfig:
         for name in ("use_memory_examples", "memory_tool"):
             if getattr(self, name) and self.memory_path is None:
                 raise ConfigError(f"LLMAgentConfig.{name} needs memory_path (a SQLite file)")
+        if self.use_knowledge_examples and self.knowledge_path is None:
+            raise ConfigError(
+                "LLMAgentConfig.use_knowledge_examples needs knowledge_path "
+                "(a knowledge graph file)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the inverse of :meth:`from_dict`)."""
@@ -232,6 +253,12 @@ class LLMAgent:
         if memory is None and config.memory_path is not None:
             memory = LongTermMemory(config.memory_path)
         self.memory = memory
+        self.knowledge = (
+            KnowledgeExamples(config.knowledge_path)
+            if config.knowledge_path is not None and config.use_knowledge_examples
+            else None
+        )
+        """The knowledge graph's solved problems, when ``use_knowledge_examples``."""
         self.tools = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools or ())
         if config.memory_tool:
             assert memory is not None  # the config requires memory_path
@@ -353,7 +380,7 @@ class LLMAgent:
             return
         if self.memory is not None and self.config.record_episodes:
             turns = state.conversation.turns()
-            summary = " -> ".join(str(m["content"])[:SUMMARY_CHARS] for turn in turns for m in turn)
+            summary = summarize_messages(m for turn in turns for m in turn)
             last_action = next(
                 (
                     str(m["content"])
@@ -423,7 +450,16 @@ class LLMAgent:
             if self.memory is not None:
                 self.memory.copy_to(tmp / MEMORY_FILE)
                 memory_path = MEMORY_FILE
-            config = replace(self.config, backend=backend, memory_path=memory_path)
+            # a knowledge graph is a shared file, not a part of the agent: it stays where it is
+            knowledge_path = self.config.knowledge_path
+            if knowledge_path is not None:
+                knowledge_path = str(Path(knowledge_path).resolve())
+            config = replace(
+                self.config,
+                backend=backend,
+                memory_path=memory_path,
+                knowledge_path=knowledge_path,
+            )
             document = {"format": FORMAT_VERSION, "config": config.to_dict()}
             (tmp / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n")
             if path.exists():
@@ -516,10 +552,17 @@ class LLMAgent:
         system = self.config.system_prompt
         if system is None:
             system = str(info.get("system_prompt") or "")
+        examples: dict[str, str] = {}  # task -> solution: one example per task, memory first
         if self.memory is not None and self.config.use_memory_examples:
             hits = self.memory.search(task, self.config.n_examples, only_success=True)
-            if hits:
-                system = f"{system}\n\n{format_examples(hits)}" if system else format_examples(hits)
+            for solved, solution in memory_examples(hits):
+                examples.setdefault(solved, solution)
+        if self.knowledge is not None:
+            for solved, solution in self.knowledge.search(task, self.config.n_examples):
+                examples.setdefault(solved, solution)
+        if examples:
+            block = format_solved_examples(examples.items())
+            system = f"{system}\n\n{block}" if system else block
         env_tools = tuple(to_plain(t) for t in (info.get("tools") or ()))
         env_names = frozenset(str(t.get("function", {}).get("name", "")) for t in env_tools)
         clash = env_names & set(self.tools.names)

@@ -9,22 +9,25 @@ of them is shortened (its head kept) until the prompt fits.
 one SQLite file (WAL mode, one transaction per write: a process killed mid-write leaves the last
 committed state, never a corrupt file) and retrieves the most relevant ones for a new task with
 BM25 (``rank-bm25``). :func:`memory_search_tool` exposes it to the agent as a tool.
+:class:`KnowledgeExamples` is a second source of examples: the solved problems of a knowledge
+graph (:mod:`llm_trainer.core.knowledge`) most related to a task. Both are shown to the model
+by :func:`format_solved_examples`.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_trainer.core.errors import ToolError
+from llm_trainer.core.knowledge.text import bm25_tokens
 
 if TYPE_CHECKING:
     from llm_trainer.envs.tools import Tool
@@ -136,16 +139,6 @@ CREATE TABLE IF NOT EXISTS memories (
     created_at REAL NOT NULL
 );
 """
-_WORD = re.compile(r"\w+")
-
-
-def bm25_tokens(text: str) -> list[str]:
-    """Lower-cased word tokens for BM25 (numbers included: they often name the task).
-
-    >>> bm25_tokens("Weather in Paris, 2026-03-02?")
-    ['weather', 'in', 'paris', '2026', '03', '02']
-    """
-    return _WORD.findall(text.casefold())
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +291,26 @@ class LongTermMemory:
         return path
 
 
+def format_solved_examples(examples: Iterable[tuple[str, str]]) -> str:
+    """``(task, solution)`` pairs as the examples block of a system prompt (every example
+    source of an agent is shown this way).
+
+    >>> print(format_solved_examples([("Compute 2 + 2.", "calculator -> 4")]))
+    Solved examples:
+    Task: Compute 2 + 2.
+    Solution: calculator -> 4
+    """
+    lines = ["Solved examples:"]
+    for task, solution in examples:
+        lines += [f"Task: {task}", f"Solution: {solution}"]
+    return "\n".join(lines)
+
+
+def memory_examples(hits: Sequence[tuple[MemoryRecord, float]]) -> list[tuple[str, str]]:
+    """Retrieved memories as ``(task, solution)`` examples (the summary, else the outcome)."""
+    return [(record.task, record.summary or record.outcome) for record, _ in hits]
+
+
 def format_examples(hits: Sequence[tuple[MemoryRecord, float]]) -> str:
     """Retrieved successes as prompt examples.
 
@@ -307,10 +320,32 @@ def format_examples(hits: Sequence[tuple[MemoryRecord, float]]) -> str:
     Task: Compute 2 + 2.
     Solution: calculator -> 4
     """
-    lines = ["Solved examples:"]
-    for record, _ in hits:
-        lines += [f"Task: {record.task}", f"Solution: {record.summary or record.outcome}"]
-    return "\n".join(lines)
+    return format_solved_examples(memory_examples(hits))
+
+
+class KnowledgeExamples:
+    """Solved problems of a knowledge graph as examples: a memory source for an agent.
+
+    :meth:`search` finds the problems whose statements are most related to a task (BM25, see
+    :meth:`~llm_trainer.core.knowledge.KnowledgeGraph.related_problems`) among those with a
+    solution, and returns each with its best solution. The graph is read as it grows (a
+    benchmark run writing it while the agent plays sees its newest solutions).
+
+    Args:
+        path: The graph file (created empty when missing).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        from llm_trainer.core.knowledge import KnowledgeGraph
+
+        self.graph = KnowledgeGraph(path)
+
+    def search(self, task: str, k: int) -> list[tuple[str, str]]:
+        """Up to ``k`` ``(statement, solution)`` pairs, most related first."""
+        return [
+            (str(hit.problem.attrs["statement"]), str(hit.solutions[0].attrs["text"]))
+            for hit in self.graph.related_problems(task, k)
+        ]
 
 
 MEMORY_TOOL_NAME = "memory_search"

@@ -34,7 +34,8 @@ it; see ``examples/expert_iteration.py`` for a learning one)::
 The context gives an algorithm what every algorithm needs and nothing that couples it to
 another: the run directory, the seed, the experiment's shared sections (``model``, ``data``,
 ``train``, ``reward``, ``eval``), a model loader, an env factory, the one episode engine
-(:meth:`AlgorithmContext.collect`), the trajectory store, held-out evaluation and a logger.
+(:meth:`AlgorithmContext.collect`), the trajectory store, the knowledge graph
+(:attr:`AlgorithmContext.knowledge`), held-out evaluation and a logger.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ if TYPE_CHECKING:
 
     from llm_trainer.agents.policy import Policy
     from llm_trainer.algorithms.config import ExperimentConfig
+    from llm_trainer.core.knowledge import KnowledgeGraph
     from llm_trainer.core.rundir import RunDir
-    from llm_trainer.core.store import Provenance, TrajectoryStore
+    from llm_trainer.core.store import DatasetInfo, Provenance, TrajectoryStore
     from llm_trainer.core.trajectory import Trajectory
 
 Log = Callable[[str], None]
@@ -193,6 +195,9 @@ class AlgorithmContext:
         self.resume = experiment.resume
         self._store: TrajectoryStore | None = None
         self._tokenizer: Any = None
+        self._knowledge: KnowledgeGraph | None = None
+        self._starting_model: str | None = None
+        self._stored: list[str] = []
 
     # -- shared sections --------------------------------------------------------------------
 
@@ -314,27 +319,147 @@ class AlgorithmContext:
             self._store = TrajectoryStore(self.run.path / "trajectories.db")
         return self._store
 
+    @property
+    def knowledge(self) -> KnowledgeGraph | None:
+        """The knowledge graph (``knowledge_path``), ``None`` when it is off. The run records
+        its experiment, models, datasets and scores there; an algorithm may record more (and
+        read what other runs recorded)."""
+        path = self.experiment.knowledge_path
+        if path is None:
+            return None
+        if self._knowledge is None:
+            from llm_trainer.core.knowledge import KnowledgeGraph
+
+            self._knowledge = KnowledgeGraph(path)
+        return self._knowledge
+
+    @property
+    def experiment_id(self) -> str:
+        """This run's experiment node id in the knowledge graph (named by its run directory)."""
+        from llm_trainer.core.knowledge import Experiment
+
+        return Experiment(self.experiment.name, run_dir=str(self.run.path.resolve())).node_id
+
+    @property
+    def datasets_stored(self) -> tuple[str, ...]:
+        """The versions of the datasets this run stored, in order."""
+        return tuple(self._stored)
+
+    def starting_model_id(self) -> str | None:
+        """The starting model's node id (the digest of :attr:`model_dir`), recorded in the
+        knowledge graph with an edge from the experiment on first use; ``None`` when the graph
+        is off or the model does not exist yet (the tiny model before :meth:`load_model`)."""
+        knowledge = self.knowledge
+        if knowledge is None or not (self.model_dir / "config.json").is_file():
+            return None
+        if self._starting_model is None:
+            from llm_trainer.core.knowledge import Derivation, Experiment
+            from llm_trainer.core.knowledge.recording import model_record
+
+            tiny = self.experiment.model.path == "tiny"
+            with knowledge.batch() as batch:
+                model = batch.add(model_record(self.model_dir, "tiny" if tiny else "given"))
+                experiment = batch.add(
+                    Experiment(self.experiment.name, run_dir=str(self.run.path.resolve()))
+                )
+                batch.add_edge(experiment, "derived_from", model, Derivation("starts from"))
+            self._starting_model = model
+        return self._starting_model
+
+    def _acting_model(self, trajectories: Sequence[Trajectory]) -> bool:
+        """Whether a model acted in these trajectories (policy rollouts, teacher mode), rather
+        than an oracle, templates or a file."""
+        return any(t.source.startswith("policy") or t.source == "teacher" for t in trajectories)
+
+    def _agent_of(self, trajectories: Sequence[Trajectory]) -> str:
+        """``Provenance.agent``: the trajectories' sources (``oracle``, ``template``,
+        ``toolbench``...), and the run's starting model when a model acted (``policy:dpo from
+        runs/x/final_model``; the policy may have trained since within the run)."""
+        sources = ",".join(sorted({t.source for t in trajectories}))
+        if self._acting_model(trajectories):
+            return f"{sources} from {self.experiment.model.path}"
+        return sources
+
+    def _parents(self, trajectories: Sequence[Trajectory]) -> tuple[str, ...]:
+        """``Provenance.parents`` of new data: for data a model made, the data that model
+        learnt from: what the starting model and the models it derives from were trained on
+        (read from the knowledge graph), and the datasets this run stored before; none for
+        demonstrations (oracle, templates, ToolBench)."""
+        if not self._acting_model(trajectories):
+            return ()
+        parents: dict[str, None] = {}
+        knowledge, start = self.knowledge, self.starting_model_id()
+        if knowledge is not None and start is not None:
+            lineage = knowledge.lineage(start)
+            for model in (lineage.model, *lineage.ancestors):
+                for dataset in knowledge.parents(model.id, "trained_on"):
+                    parents[str(dataset.attrs["version"])] = None
+        parents.update(dict.fromkeys(self._stored))
+        return tuple(parents)
+
     def store_dataset(
         self,
         name: str,
         trajectories: Sequence[Trajectory],
         provenance: Provenance | None = None,
+        *,
+        parents: Sequence[str] | None = None,
     ) -> str:
         """Store ``trajectories`` as a versioned dataset ``<experiment name>-<name>``;
-        returns its version (content hash)."""
+        returns its version (content hash).
+
+        The provenance says which envs and what acted; its ``parents`` (when ``provenance``
+        has none) are ``parents``, or by default, for data a model made, the datasets that
+        model learnt from (see :meth:`_parents`). With the knowledge graph on, the dataset is
+        recorded there with ``derived_from`` edges to its parents and to the experiment.
+        """
+        from dataclasses import replace
+
         from llm_trainer.core.store import Provenance
 
-        info = self.store.add(
-            f"{self.experiment.name}-{name}",
-            list(trajectories),
-            provenance
-            or Provenance(
+        trajectories = list(trajectories)
+        lineage = tuple(parents) if parents is not None else self._parents(trajectories)
+        if provenance is None:
+            provenance = Provenance(
                 env_ids=tuple(sorted({t.env_id for t in trajectories})),
-                agent=self.experiment.model.path,
+                agent=self._agent_of(trajectories),
                 strategy=name,
-            ),
-        )
+            )
+        if not provenance.parents and lineage:
+            provenance = replace(provenance, parents=lineage)
+        info = self.store.add(f"{self.experiment.name}-{name}", trajectories, provenance)
+        if info.id not in self._stored:
+            self._stored.append(info.id)
+        self._record_dataset(info)
         return info.id
+
+    def _record_dataset(self, info: DatasetInfo) -> None:
+        knowledge = self.knowledge
+        if knowledge is None:
+            return
+        from llm_trainer.core.knowledge import Dataset, Derivation, Experiment
+
+        p = info.provenance
+        with knowledge.batch() as batch:
+            dataset = batch.add(
+                Dataset(
+                    info.id,
+                    name=info.name,
+                    size=info.size,
+                    strategy=p.strategy,
+                    agent=p.agent,
+                    env_ids=p.env_ids,
+                    store=str(self.store.path.resolve()),
+                )
+            )
+            experiment = batch.add(
+                Experiment(self.experiment.name, run_dir=str(self.run.path.resolve()))
+            )
+            batch.add_edge(dataset, "derived_from", experiment, Derivation("made in"))
+            for parent in p.parents:
+                batch.add_edge(
+                    dataset, "derived_from", batch.add(Dataset(parent)), Derivation("parent data")
+                )
 
     def training_data(self, model: Any = None, tokenizer: Any = None) -> tuple[list[Any], str]:
         """The ``data`` section's trajectories (built with its strategy: oracle demonstrations,
@@ -354,9 +479,10 @@ class AlgorithmContext:
             Provenance(
                 env_ids=(data.env_id,),
                 seeds=(data.first_seed, data.first_seed + data.episodes - 1),
-                agent="oracle" if data.strategy == "oracle" else data.strategy,
+                agent=self._agent_of(trajectories),
                 strategy=data.strategy,
                 config=to_dict(data),
+                parents=self._parents(trajectories),
             ),
         )
         self.log(f"training data: {len(trajectories)} trajectories, version {version}")

@@ -293,6 +293,11 @@ class ExperimentConfig:
     """Where run directories go."""
     resume: bool = False
     """Continue the run of this name from its last checkpoint (the config must not change)."""
+    knowledge_path: str | None = None
+    """A knowledge graph file (SQLite, shared by runs and benchmarks; created when missing):
+    the run records its experiment, starting and trained models, the datasets it stored (with
+    their parents) and the held-out scores there, and the parents of the data a model made
+    are read from it. ``None``: nothing is recorded."""
     settings: Any = None
     """The algorithm's settings (its ``config_class``; defaults when ``None``)."""
 
@@ -300,6 +305,8 @@ class ExperimentConfig:
         check_ranges(self)
         if not self.name.strip():
             raise ConfigError("name: must not be empty")
+        if self.knowledge_path is not None and Path(self.knowledge_path).is_dir():
+            raise ConfigError(f"knowledge_path: {self.knowledge_path} is a directory, not a file")
         cls = self.algorithm_class()
         if self.settings is None:
             object.__setattr__(self, "settings", cls.config_class())

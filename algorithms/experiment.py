@@ -6,6 +6,13 @@ algorithm up (:mod:`llm_trainer.algorithms.registry`), measures the starting mod
 held-out episodes, runs the algorithm with an :class:`~llm_trainer.algorithms.base.
 AlgorithmContext`, measures what it returned, saves it atomically as ``final_model``, draws the
 learning curve and writes ``summary.json``.
+
+With ``knowledge_path`` set, it records the run in the knowledge graph: the experiment (from
+the start, ``status: running``; ``finished`` with its headline numbers at the end), the starting
+model, the datasets the algorithm stored (by :meth:`~llm_trainer.algorithms.base.
+AlgorithmContext.store_dataset`), the trained model (``trained_on`` its datasets,
+``derived_from`` the starting model and the experiment) and the held-out scores of both
+(``evaluated_on`` the experiment, phase ``before``/``after``, the metrics as attributes).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from llm_trainer.algorithms.base import AlgorithmContext, AlgorithmResult
 from llm_trainer.algorithms.config import ExperimentConfig
@@ -41,6 +48,7 @@ def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, A
     )
     log(f"run directory: {run.path}")
     context = AlgorithmContext(config, run, log=log)
+    _record_experiment(context, algorithm.name, "running")
     before: dict[str, float] | None = None
     if algorithm.produces_policy:
         before = _evaluate_start(context)
@@ -74,7 +82,86 @@ def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, A
         }
     )
     run.write_json("summary.json", summary)
+    _record_results(context, algorithm.name, result, summary)
     return summary
+
+
+def _episodes_before(experiment: ExperimentConfig) -> int:
+    """Held-out episodes of the measurement before training (see :func:`_evaluate_start`)."""
+    tiny = experiment.model.path == "tiny"
+    return experiment.eval.episodes_before if tiny else experiment.eval.episodes
+
+
+def _record_experiment(
+    context: AlgorithmContext,
+    algorithm: str,
+    status: Literal["running", "finished"],
+    summary: dict[str, Any] | None = None,
+) -> str | None:
+    """The experiment node (and, once it exists, the starting model); its id, or ``None``
+    when the knowledge graph is off."""
+    knowledge = context.knowledge
+    if knowledge is None:
+        return None
+    from llm_trainer.core.knowledge import Experiment
+
+    headline = {
+        k: summary[k]
+        for k in ("success_before", "success_after", "reward_before", "reward_after",
+                  "wall_seconds", "train_steps", "dataset_version")
+        if summary is not None and summary.get(k) is not None
+    }  # fmt: skip
+    experiment = knowledge.add(
+        Experiment(
+            context.experiment.name,
+            algorithm=algorithm,
+            seed=context.seed,
+            run_dir=str(context.run.path.resolve()),
+            status=status,
+            summary=headline,
+        )
+    )
+    context.starting_model_id()
+    return experiment
+
+
+def _record_results(
+    context: AlgorithmContext, algorithm: str, result: AlgorithmResult, summary: dict[str, Any]
+) -> None:
+    """The trained model, its data and the held-out scores; the experiment as finished."""
+    experiment = _record_experiment(context, algorithm, "finished", summary)
+    knowledge = context.knowledge
+    if experiment is None or knowledge is None:
+        return
+    from llm_trainer.core.knowledge import Derivation, Evaluation, Training
+    from llm_trainer.core.knowledge.recording import model_record
+
+    ev = context.experiment.eval
+    start = context.starting_model_id()
+    with knowledge.batch() as batch:
+        if start is not None and summary.get("before") is not None:
+            scores = Evaluation(
+                summary["before"], "before", ev.env_id, ev.difficulty,
+                _episodes_before(context.experiment), ev.first_seed,
+            )  # fmt: skip
+            batch.add_edge(start, "evaluated_on", experiment, scores, key="before")
+        if summary.get("model_dir") is None:
+            return
+        model = batch.add(model_record(summary["model_dir"], "trained"))
+        batch.add_edge(model, "derived_from", experiment, Derivation("trained in"))
+        if (
+            start is not None and start != model
+        ):  # equal: the algorithm left the weights as they were
+            batch.add_edge(model, "derived_from", start, Derivation("fine-tuned from"))
+        datasets = [result.dataset_version] if result.dataset_version else context.datasets_stored
+        steps = result.training.steps if result.training is not None else None
+        for version in dict.fromkeys(datasets):
+            dataset = f"dataset:{version}"
+            batch.add_node(dataset, {"version": version})
+            batch.add_edge(model, "trained_on", dataset, Training(algorithm, steps, experiment))
+        scores = Evaluation(summary["after"], "after", ev.env_id, ev.difficulty, ev.episodes,
+                            ev.first_seed)  # fmt: skip
+        batch.add_edge(model, "evaluated_on", experiment, scores, key="after")
 
 
 def _evaluate_start(context: AlgorithmContext) -> dict[str, float] | None:
@@ -82,11 +169,7 @@ def _evaluate_start(context: AlgorithmContext) -> dict[str, float] | None:
     to its time limit, so it is measured on ``eval.episodes_before`` episodes (0: skipped); a
     trained starting model is measured like the result."""
     experiment = context.experiment
-    episodes = (
-        experiment.eval.episodes_before
-        if experiment.model.path == "tiny"
-        else experiment.eval.episodes
-    )
+    episodes = _episodes_before(experiment)
     if not episodes:
         return None
     model, tokenizer = context.load_model()

@@ -24,6 +24,19 @@ llm-trainer env"):
   :class:`~llm_trainer.algorithms.config.RewardConfig`); ``env_success`` (weight 0 in
   :class:`GRPOTrainer`) only logs the success rate.
 
+**Curriculum** (``grpo.curriculum``, ``env_rollout_func(curriculum=...)``): TRL's prompt
+dataset is fixed when training starts, but the episodes are played by the rollout, which
+returns the ``prompt_ids`` TRL trains on. So a prompt only names a reset seed: the rollout
+resets the env with that seed *at the curriculum's current level* (every env of the rollout
+shares one :class:`~llm_trainer.envs.wrappers.curriculum.Curriculum`), and the prompt TRL
+trains on is the task the env showed. The level is held for a whole ``rollout_func`` call, so
+the ``num_generations`` episodes of a group always play the same task; the call's outcomes
+(an episode cut at ``max_turns`` is a failure) move it for the next call. The dataset's prompt
+text is then only informative (it shows the task at ``grpo.difficulty``) and is not compared
+with the task played. The level is logged as ``rewards/env_curriculum_level/mean`` (a reward
+function of weight 0) and kept in TRL's checkpoints (``trainer_state.json``), so a resumed run
+continues at its level.
+
 Why ``rollout_func`` rather than TRL's ``environment_factory``: the latter exposes an env's
 methods as tools the chat template renders and parses as structured ``tool_calls``, and ends an
 episode when the model stops calling tools. Our envs take raw text actions, validate the call
@@ -39,6 +52,7 @@ optimizer step and the turn: two runs with one seed give the same losses on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -69,6 +83,12 @@ from llm_trainer.core.rundir import RunDir
 from llm_trainer.core.seeding import derive_seed
 from llm_trainer.core.trajectory import Trajectory
 from llm_trainer.envs.registration import make
+from llm_trainer.envs.wrappers.curriculum import (
+    Curriculum,
+    CurriculumConfig,
+    CurriculumManager,
+    check_curriculum,
+)
 
 
 @dataclass(frozen=True)
@@ -79,7 +99,12 @@ class GRPOSettings:
     env_id: str = "LLMTrainer/MultiTool-v0"
     """The env GRPO trains on (prompts are its reset observations)."""
     difficulty: int = 1
-    """Its difficulty."""
+    """Its difficulty (with a ``curriculum``: the difficulty the prompt dataset shows, while
+    the episodes are played at the curriculum's level)."""
+    curriculum: CurriculumConfig | None = None
+    """Move the difficulty with the sampled episodes' success: each ``rollout_func`` call
+    plays at the current level, its outcomes move it for the next (see the module docstring);
+    logged as ``rewards/env_curriculum_level/mean`` and kept in checkpoints."""
     prompts: PositiveInt = 256
     """Distinct training episodes (reset seeds) in the prompt dataset."""
     first_seed: NonNegativeInt = 500_000
@@ -102,6 +127,7 @@ class GRPOSettings:
     def __post_init__(self) -> None:
         check_ranges(self, "grpo")
         check_env(self.env_id, self.difficulty, "grpo")
+        check_curriculum(self.curriculum, self.env_id, "grpo.curriculum")
 
 
 SEED_KEY = "env_seed"
@@ -168,6 +194,14 @@ def env_success(
 ) -> list[float | None]:
     """TRL reward function: 1.0 for a successful episode (give it weight 0 to only log it)."""
     return [float(s) for s in env_success]
+
+
+def env_curriculum_level(
+    completions: Sequence[Any], env_curriculum_level: Sequence[float], **_: Any
+) -> list[float | None]:
+    """TRL reward function: the curriculum level each episode was played at (with a
+    curriculum; give it weight 0 to only log it)."""
+    return [float(level) for level in env_curriculum_level]
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +483,7 @@ class EnvRollout:
         seed: int = 0,
         env_kwargs: Mapping[str, Any] | None = None,
         reward_model: Any = None,
+        curriculum: Curriculum | CurriculumConfig | None = None,
     ) -> None:
         if max_turns < 1:
             raise ConfigError(f"env_rollout_func: max_turns must be >= 1, got {max_turns}")
@@ -468,7 +503,12 @@ class EnvRollout:
         self.system_prompt, self.temperature, self.seed = system_prompt, temperature, seed
         self.reward_model = reward_model
         self.env_kwargs = _env_kwargs(difficulty, env_kwargs)
-        self._envs = [make(env_id, **self.env_kwargs)]  # fails now, naming a bad id/difficulty
+        if isinstance(curriculum, CurriculumConfig):
+            curriculum = Curriculum.for_env(curriculum, env_id)
+        self.curriculum: Curriculum | None = curriculum
+        """Shared by every env of the rollout (``None``: no curriculum)."""
+        self._envs = make_envs(env_id, 1, env_kwargs=self.env_kwargs, wrap=self._wrap)
+        # (made now: a bad id, difficulty or curriculum fails here, named)
         self._calls: dict[int, int] = {}
         self.stats = RolloutStats()
         self.last_episodes: list[EnvEpisode] = []
@@ -478,6 +518,9 @@ class EnvRollout:
         """Close the envs."""
         close_all(self._envs)
         self._envs = []
+
+    def _wrap(self, env: Any) -> Any:
+        return env if self.curriculum is None else CurriculumManager(env, self.curriculum)
 
     # -- TRL's protocol ------------------------------------------------------------------------
 
@@ -493,16 +536,18 @@ class EnvRollout:
         self._calls = {step: call + 1}
         temperature = self.temperature if self.temperature is not None else trainer.temperature
         model = trainer.accelerator.unwrap_model(trainer.model)
+        level = self.curriculum.level if self.curriculum is not None else None
         episodes = self.play(
             model,
             trainer.processing_class,
             seeds,
             temperature=float(temperature),
             sampling_seed=(self.seed, step, call),
-            expected_prompts=tasks,
+            # with a curriculum the env shows the task at its level, not the dataset's
+            expected_prompts=tasks if self.curriculum is None else None,
         )
         self.last_episodes = episodes
-        return {
+        out: dict[str, Any] = {
             "prompt_ids": [list(e.prompt_ids) for e in episodes],
             "completion_ids": [list(e.completion_ids) for e in episodes],
             "logprobs": [list(e.logprobs) for e in episodes],
@@ -510,6 +555,9 @@ class EnvRollout:
             "env_return": [e.reward for e in episodes],
             "env_success": [float(e.trajectory.success) for e in episodes],
         }
+        if level is not None:
+            out["env_curriculum_level"] = [float(level)] * len(episodes)
+        return out
 
     # -- playing -------------------------------------------------------------------------------
 
@@ -528,13 +576,18 @@ class EnvRollout:
         ``temperature`` 0 is greedy. ``sampling_seed`` (any hashable) seeds a private
         generator. ``expected_prompts`` are the tasks the prompts showed: a reset observation
         that differs (a dataset built for another env or difficulty) raises ``UserError``.
+        With a curriculum, every episode is played at its current level, and their outcomes
+        move it once they are all over (an episode cut at ``max_turns`` counts as a failure).
         """
         from llm_trainer.agents.backends.transformers_backend import TransformersBackend
 
         start = time.perf_counter()
         if len(self._envs) < len(seeds):
             self._envs += make_envs(
-                self.env_id, len(seeds) - len(self._envs), env_kwargs=self.env_kwargs
+                self.env_id,
+                len(seeds) - len(self._envs),
+                env_kwargs=self.env_kwargs,
+                wrap=self._wrap,
             )
         policy = TokenContextPolicy(
             TransformersBackend(model, tokenizer),
@@ -548,14 +601,20 @@ class EnvRollout:
         )
         was_training = bool(getattr(model, "training", False))
         model.eval()
+        envs = self._envs[: len(seeds)]
+        held = self.curriculum.hold() if self.curriculum is not None else contextlib.nullcontext()
         try:
-            played = play_episodes(
-                self._envs[: len(seeds)],
-                policy,
-                [int(s) for s in seeds],
-                source="policy:grpo",
-                max_turns=self.max_turns,
-            )
+            with held:  # one level for the whole batch: a group's episodes play one task
+                played = play_episodes(
+                    envs,
+                    policy,
+                    [int(s) for s in seeds],
+                    source="policy:grpo",
+                    max_turns=self.max_turns,
+                )
+                for env in envs:  # episodes cut at max_turns count now, as failures
+                    if isinstance(env, CurriculumManager):
+                        env.end_episode()
         finally:
             if was_training:
                 model.train()
@@ -613,6 +672,7 @@ def env_rollout_func(
     seed: int = 0,
     env_kwargs: Mapping[str, Any] | None = None,
     reward_model: Any = None,
+    curriculum: Curriculum | CurriculumConfig | None = None,
 ) -> EnvRollout:
     """A TRL ``rollout_func`` that plays whole multi-turn episodes of ``env_id``.
 
@@ -634,10 +694,14 @@ def env_rollout_func(
         env_kwargs: Extra env constructor arguments.
         reward_model: Scores episodes when ``reward.reward_model_weight`` is set (an object with
             ``score(trajectories, system_prompt=...) -> list[float]``).
+        curriculum: Plays each call's episodes at the level of this curriculum (a config builds
+            one); see the module docstring. The output then has ``env_curriculum_level`` (log
+            it with the reward function :func:`env_curriculum_level` at weight 0).
 
     Raises:
         UnknownEnvError: for an unregistered ``env_id``.
-        ConfigError: for a bad budget, or a reward model weight without a reward model.
+        ConfigError: for a bad budget, a reward model weight without a reward model, or a
+            curriculum the env cannot play.
     """
     return EnvRollout(
         env_id,
@@ -650,6 +714,7 @@ def env_rollout_func(
         seed=seed,
         env_kwargs=env_kwargs,
         reward_model=reward_model,
+        curriculum=curriculum,
     )
 
 
@@ -716,7 +781,11 @@ class GRPOTrainer(TRLTrainer):
             reward=reward,
             seed=seed,
             reward_model=reward_model,
+            curriculum=settings.curriculum,
         )
+        curriculum = self.rollout.curriculum
+        if curriculum is not None:
+            callbacks = [*callbacks, _curriculum_callback(curriculum)]
         super().__init__(
             model,
             tokenizer,
@@ -747,6 +816,12 @@ class GRPOTrainer(TRLTrainer):
             difficulty=s.difficulty,
             system_prompt=self.system_prompt,
         )
+        curriculum = self.rollout.curriculum
+        reward_funcs: list[Callable[..., list[float | None]]] = [env_reward, env_success]
+        if curriculum is not None:
+            reward_funcs.append(env_curriculum_level)
+            if resume:
+                restore_curriculum(curriculum, str(self.run.checkpoints))
         silence = os.environ.get("TRL_EXPERIMENTAL_SILENCE")
         os.environ["TRL_EXPERIMENTAL_SILENCE"] = "1"  # rollout_func is "experimental" in TRL
         try:
@@ -763,11 +838,12 @@ class GRPOTrainer(TRLTrainer):
                     "beta": s.beta,
                     "epsilon": s.epsilon,
                     "loss_type": s.loss_type,
-                    "reward_weights": [1.0, 0.0],  # env_success is only logged
+                    # env_success (and env_curriculum_level) are only logged
+                    "reward_weights": [1.0] + [0.0] * (len(reward_funcs) - 1),
                     "remove_unused_columns": False,
                     "log_completions": False,
                 },
-                reward_funcs=[env_reward, env_success],
+                reward_funcs=reward_funcs,
                 train_dataset=dataset,
                 rollout_func=self.rollout,
             )
@@ -789,9 +865,10 @@ class GRPOAlgorithm(Algorithm):
         g: GRPOSettings = self.config
         experiment = context.experiment
         model, tokenizer = context.load_model()
+        level = "a curriculum" if g.curriculum is not None else f"difficulty {g.difficulty}"
         context.log(
             f"GRPO: {experiment.train.max_steps} steps, {g.num_generations} episodes per prompt "
-            f"of {g.env_id} (difficulty {g.difficulty})"
+            f"of {g.env_id} ({level})"
         )
         grpo = GRPOTrainer(
             model,
@@ -807,6 +884,52 @@ class GRPOAlgorithm(Algorithm):
         finally:
             grpo.rollout.close()
         return AlgorithmResult(model=merged(grpo.model), tokenizer=tokenizer, training=result)
+
+
+#: The key of the curriculum's state in TRL's ``trainer_state.json`` (``stateful_callbacks``).
+CURRICULUM_CALLBACK = "CurriculumCallback"
+
+
+def _curriculum_callback(curriculum: Curriculum) -> Any:
+    """A ``TrainerCallback`` whose state (TRL's ``ExportableState``) is the curriculum's: the
+    Trainer writes it into every checkpoint's ``trainer_state.json``, atomically with it."""
+    from transformers.trainer_callback import ExportableState, TrainerCallback
+
+    class CurriculumCallback(TrainerCallback, ExportableState):
+        def state(self) -> dict[str, Any]:
+            return {"args": {}, "attributes": {"curriculum": curriculum.get_state()}}
+
+    assert CurriculumCallback.__name__ == CURRICULUM_CALLBACK
+    return CurriculumCallback()
+
+
+def restore_curriculum(curriculum: Curriculum, checkpoints: str) -> bool:
+    """Restore ``curriculum`` from the newest checkpoint in ``checkpoints`` (TRL's
+    ``trainer_state.json``); ``False`` when there is no checkpoint yet.
+
+    Raises:
+        ConfigError: for a checkpoint without a curriculum, or with another one.
+    """
+    import json
+
+    from llm_trainer.algorithms.hf import last_checkpoint
+
+    checkpoint = last_checkpoint(checkpoints)
+    if checkpoint is None:
+        return False
+    path = os.path.join(checkpoint, "trainer_state.json")
+    with open(path, encoding="utf-8") as f:
+        stored = json.load(f).get("stateful_callbacks", {}).get(CURRICULUM_CALLBACK)
+    if not isinstance(stored, dict) or "curriculum" not in stored.get("attributes", {}):
+        raise ConfigError(
+            f"checkpoint {checkpoint} was written without a curriculum; resume it without "
+            "grpo.curriculum (or start a new run)"
+        )
+    try:
+        curriculum.set_state(stored["attributes"]["curriculum"])
+    except ValueError as exc:
+        raise ConfigError(f"checkpoint {checkpoint}: {exc}") from None
+    return True
 
 
 def _env_kwargs(difficulty: int | None, extra: Mapping[str, Any] | None) -> dict[str, Any]:

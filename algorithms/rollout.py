@@ -7,8 +7,8 @@ pending task. Around that loop, one place for what every caller needs:
 
 * **Seeding**: each episode resets its env with its task's seed (and options, e.g. the
   difficulty) and the policy with ``reset(seed=task seed, slot=k)`` (``reset(seed=...)`` for
-  policies without slots), so an episode depends only on its task, not on which slot played it
-  or what that slot played before.
+  policies without slots; a task's ``policy_seed`` when it has one), so an episode depends only
+  on its task, not on which slot played it or what that slot played before.
 * **Token-faithful records**: every step is a :class:`~llm_trainer.core.trajectory.Step`; when
   the policy exposes ``last_generation(slot)`` (LLM agents), the step keeps the exact prompt
   token ids, sampled token ids and their log-probs. Token usage per episode comes from
@@ -50,6 +50,9 @@ class EpisodeTask:
 
     seed: int
     options: Mapping[str, Any] | None = None
+    policy_seed: int | None = None
+    """The seed the policy's slot is reset with; ``None``: ``seed`` (a benchmark replaying one
+    task several times gives each trial its own)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,11 +200,12 @@ def play_episodes(
             slots[k] = _Slot(
                 index, task, env_id_of(env), str(observation), info, observation, info, started
             )
+            policy_seed = task.seed if task.policy_seed is None else task.policy_seed
             try:
                 if reset_takes_slot:
-                    policy.reset(seed=task.seed, slot=k)  # type: ignore[call-arg]
+                    policy.reset(seed=policy_seed, slot=k)  # type: ignore[call-arg]
                 else:
-                    policy.reset(seed=task.seed)
+                    policy.reset(seed=policy_seed)
             except UserError:
                 raise
             except Exception as exc:
@@ -307,15 +311,22 @@ def make_envs(
     *,
     difficulty: int | None = None,
     env_kwargs: Mapping[str, Any] | None = None,
+    wrap: Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None = None,
 ) -> list[gym.Env[Any, Any]]:
-    """``count`` envs of ``env_id`` (closed again if one of them fails to build)."""
+    """``count`` envs of ``env_id`` (closed again if one of them fails to build), each passed
+    through ``wrap`` when given (e.g. a ``CurriculumManager`` sharing one curriculum)."""
     kwargs = dict(env_kwargs or {})
     if difficulty is not None:
         kwargs["difficulty"] = difficulty
     envs: list[gym.Env[Any, Any]] = []
     try:
         for _ in range(count):
-            envs.append(make(env_id, **kwargs))
+            env = make(env_id, **kwargs)
+            try:
+                envs.append(env if wrap is None else wrap(env))
+            except BaseException:
+                env.close()
+                raise
     except BaseException:
         close_all(envs)
         raise
@@ -345,6 +356,7 @@ def collect(
     source: str = "policy",
     on_episode: Callable[[Trajectory], None] | None = None,
     max_turns: int | None = None,
+    wrap: Callable[[gym.Env[Any, Any]], gym.Env[Any, Any]] | None = None,
 ) -> list[Trajectory]:
     """Play one episode per seed of ``env_id`` in ``num_envs`` lockstep envs; return the
     trajectories in seed order. The envs are closed on every path.
@@ -359,11 +371,16 @@ def collect(
         source: Recorded on each trajectory (``oracle``, ``policy:<name>``...).
         on_episode: Called with each finished trajectory.
         max_turns: Cut episodes after this many actions.
+        wrap: Wraps each env (e.g. a ``CurriculumManager`` sharing one curriculum).
     """
     if not seeds:
         return []
     envs = make_envs(
-        env_id, max(1, min(num_envs, len(seeds))), difficulty=difficulty, env_kwargs=env_kwargs
+        env_id,
+        max(1, min(num_envs, len(seeds))),
+        difficulty=difficulty,
+        env_kwargs=env_kwargs,
+        wrap=wrap,
     )
     try:
         played = play_episodes(

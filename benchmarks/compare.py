@@ -21,6 +21,7 @@ from llm_trainer.benchmarks.results import (
     Metric,
     cell_strata,
     metric,
+    task_clusters,
 )
 from llm_trainer.benchmarks.stats import PairedComparison, Resampler, holm, paired_compare
 from llm_trainer.core.errors import ConfigError
@@ -138,7 +139,10 @@ def compare_results(
             continue
         pairs.append((m, a, b))
     strata = cell_strata(baseline.suite, baseline.episodes)
-    resampler = Resampler(strata, seed=seed)
+    # a suite with trials: whole tasks are resampled (its trials are not independent episodes)
+    resampler = Resampler(
+        strata, seed=seed, clusters=task_clusters(baseline.suite, baseline.episodes)
+    )
     comparisons = [
         paired_compare(a, b, strata, resampler=resampler, seed=seed) for _, a, b in pairs
     ]

@@ -5,20 +5,31 @@ result at all is skipped with a :class:`ForeignFileWarning`), groups them by sui
 one suite id must share its hash: a changed suite is a new version), and writes:
 
 * ``leaderboard.md``: per suite, the ranked table (mean and 95% interval of every metric), the
-  ranking metric per env and difficulty, paired comparisons of neighbouring entries, and the
-  suite's noise floor;
+  ranking metric per env and difficulty, paired comparisons of neighbouring entries, the
+  suite's noise floor and minimum detectable effect (MDE), and, for a suite that repeats its
+  tasks (``trials``), pass^k for every k up to the trials;
 * ``leaderboard.html``: the same as one static page (no network: inline CSS, vanilla JS for
   sortable columns, the chart embedded);
 * ``leaderboard.png``: the ranking metric with error bars, overall and per env.
 
 Ranks: entries whose intervals on the ranking metric overlap share a rank (``"1="``; see
 :func:`~llm_trainer.benchmarks.stats.tie_ranks`). Statistics are recomputed from the stored
-episodes; one bootstrap plan per suite serves every entry and every paired comparison.
+episodes; one bootstrap plan per suite serves every entry and every paired comparison (for a
+suite with trials it resamples whole tasks, and a second plan over tasks serves pass^k).
+
+The MDE of a metric (:func:`~llm_trainer.benchmarks.stats.minimum_detectable_effect`) is
+``(z_{1 - alpha/2} + z_{power}) * sqrt(2 * var / n)`` with ``alpha`` 0.05 and 80% power:
+``var`` is the per-episode variance within cells (per task, trials averaged, for a suite with
+trials), pooled over the board's entries, and ``n`` the episodes (tasks) per entry. Beside the
+noise floor (how far two runs of *one* agent on different seeds drift apart), it says how
+small a difference between *two* agents a paired comparison on this suite reliably finds:
+entries closer than that may tie on the board without being equal.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import itertools
@@ -40,6 +51,9 @@ from llm_trainer.benchmarks.results import (
     load_result,
     metric,
     metric_matrix,
+    pass_hat_k_intervals,
+    task_clusters,
+    trial_successes,
 )
 from llm_trainer.benchmarks.stats import (
     N_BOOTSTRAP,
@@ -48,9 +62,11 @@ from llm_trainer.benchmarks.stats import (
     PairedComparison,
     Resampler,
     StratifiedBootstrap,
+    minimum_detectable_effect,
     noise_floor,
     paired_compare,
     pooled_noise_floor,
+    stratified_variance,
     tie_ranks,
 )
 from llm_trainer.benchmarks.suites import SuiteSpec
@@ -69,6 +85,10 @@ class LeaderboardConfig:
     """Bootstrap resamples."""
     seed: int = 0
     """Seed of the bootstrap plan and the permutation tests."""
+    mde_alpha: float = 0.05
+    """Two-sided level of the paired comparison the minimum detectable effect is for."""
+    mde_power: float = 0.8
+    """Power at which the minimum detectable effect is detected."""
 
     def __post_init__(self) -> None:
         if metric(self.ranking_metric).better != "higher":
@@ -79,6 +99,9 @@ class LeaderboardConfig:
             raise ConfigError(f"confidence must be in (0, 1), got {self.confidence!r}")
         if self.n_resamples < 100:
             raise ConfigError(f"n_resamples must be >= 100, got {self.n_resamples}")
+        for name in ("mde_alpha", "mde_power"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in (0, 1), got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +121,11 @@ class Entry:
     """The ranking metric per cell (``env@d``)."""
     floors: dict[str, NoiseFloor]
     """Seed-to-seed noise of every available metric."""
+    variances: dict[str, tuple[float, int]] = field(default_factory=dict)
+    """Per metric: the per-unit variance within cells and the number of units (episodes, or
+    tasks of a suite with trials), what the minimum detectable effect is built from."""
+    pass_hat_k: dict[int, Interval] = field(default_factory=dict)
+    """pass^k for k = 1 .. trials (suites with trials; empty otherwise)."""
 
     @property
     def name(self) -> str:
@@ -125,6 +153,11 @@ class SuiteBoard:
     noise_floor: dict[str, NoiseFloor]
     """Per metric, pooled over the entries (root mean square of their seed-to-seed std)."""
     neighbours: list[Neighbours] = field(default_factory=list)
+    mde: dict[str, float] = field(default_factory=dict)
+    """Per metric, the minimum detectable effect of a paired comparison of two entries (see
+    the module docstring)."""
+    mde_alpha: float = 0.05
+    mde_power: float = 0.8
 
     @property
     def columns(self) -> list[Metric]:
@@ -132,20 +165,27 @@ class SuiteBoard:
         return [m for m in METRICS if all(m.name in e.metrics for e in self.entries)]
 
     def as_dict(self) -> dict[str, Any]:
+        entries = []
+        for e in self.entries:
+            entry: dict[str, Any] = {
+                "rank": e.rank,
+                "agent": e.name,
+                "file": str(e.source),
+                **{k: v.as_dict() for k, v in e.metrics.items()},
+            }
+            if e.pass_hat_k:
+                entry["pass_hat_k"] = {str(k): v.as_dict() for k, v in e.pass_hat_k.items()}
+            entries.append(entry)
         return {
             "suite": self.suite.id,
             "suite_hash": self.suite.hash,
             "ranking_metric": self.ranking_metric,
-            "entries": [
-                {
-                    "rank": e.rank,
-                    "agent": e.name,
-                    "file": str(e.source),
-                    **{k: v.as_dict() for k, v in e.metrics.items()},
-                }
-                for e in self.entries
-            ],
+            "trials": self.suite.trials,
+            "entries": entries,
             "noise_floor": {k: v.noise_floor for k, v in self.noise_floor.items()},
+            "mde": dict(self.mde),
+            "mde_alpha": self.mde_alpha,
+            "mde_power": self.mde_power,
         }
 
 
@@ -215,22 +255,23 @@ def build_boards(
 def _board(group: list[tuple[Path, BenchResult]], config: LeaderboardConfig) -> SuiteBoard:
     suite = group[0][1].suite
     cells = suite.cells()
-    strata = cell_strata(suite, group[0][1].episodes)
-    resampler = Resampler(strata, n_resamples=config.n_resamples, seed=config.seed)
-    rank_index = None
+    episodes = group[0][1].episodes
+    strata = cell_strata(suite, episodes)
+    clusters = task_clusters(suite, episodes)  # a suite with trials: resample whole tasks
+    resampler = Resampler(
+        strata, n_resamples=config.n_resamples, seed=config.seed, clusters=clusters
+    )
+    task_resampler = None
+    if suite.trials > 1:
+        _, task_strata = trial_successes(suite, episodes)
+        task_resampler = Resampler(task_strata, n_resamples=config.n_resamples, seed=config.seed)
     drafts = []
-    seeds = np.array([r.seed for r in group[0][1].episodes])
+    seeds = np.array([r.seed for r in episodes])
+    conf = config.confidence
     for path, result in group:
         available, matrix = metric_matrix(result.episodes)
         boot = StratifiedBootstrap(matrix, resampler=resampler)
-        conf = config.confidence
         j = [m.name for m in available].index(config.ranking_metric)
-        rank_index = j
-        metrics = {m.name: boot.interval(i, None, conf) for i, m in enumerate(available)}
-        floors = {
-            m.name: noise_floor([matrix[seeds == s, i].mean() for s in suite.seeds], conf)
-            for i, m in enumerate(available)
-        }
         by_env = {
             env: boot.interval(j, [i for i, c in enumerate(cells) if c.env_id == env], conf)
             for env in suite.envs
@@ -239,20 +280,45 @@ def _board(group: list[tuple[Path, BenchResult]], config: LeaderboardConfig) -> 
             d: boot.interval(j, [i for i, c in enumerate(cells) if c.difficulty == d], conf)
             for d in suite.difficulties
         }
-        by_cell = {c.label: boot.interval(j, [i], conf) for i, c in enumerate(cells)}
-        drafts.append((path, result, metrics, by_env, by_difficulty, by_cell, floors))
-    assert rank_index is not None
-    ranks = tie_ranks([d[2][config.ranking_metric] for d in drafts])
+        drafts.append(
+            Entry(
+                result,
+                path,
+                rank="",
+                metrics={m.name: boot.interval(i, None, conf) for i, m in enumerate(available)},
+                by_env=by_env,
+                by_difficulty=by_difficulty,
+                by_cell={c.label: boot.interval(j, [i], conf) for i, c in enumerate(cells)},
+                floors={
+                    m.name: noise_floor([matrix[seeds == s, i].mean() for s in suite.seeds], conf)
+                    for i, m in enumerate(available)
+                },
+                variances={
+                    m.name: stratified_variance(matrix[:, i], strata, clusters)
+                    for i, m in enumerate(available)
+                },
+                pass_hat_k=pass_hat_k_intervals(
+                    suite, result.episodes, confidence=conf, resampler=task_resampler
+                )
+                if task_resampler is not None
+                else {},
+            )
+        )
+    ranks = tie_ranks([d.metrics[config.ranking_metric] for d in drafts])
     order = sorted(
         range(len(drafts)),
-        key=lambda i: (-drafts[i][2][config.ranking_metric].mean, drafts[i][1].agent),
+        key=lambda i: (-drafts[i].metrics[config.ranking_metric].mean, drafts[i].name),
     )
-    entries = [
-        Entry(d[1], d[0], ranks[i], d[2], d[3], d[4], d[5], d[6])
-        for i, d in ((i, drafts[i]) for i in order)
-    ]
+    entries = [dataclasses.replace(drafts[i], rank=ranks[i]) for i in order]
     names = [m.name for m in METRICS if all(m.name in e.floors for e in entries)]
     pooled = {name: pooled_noise_floor([e.floors[name] for e in entries]) for name in names}
+    mde = {}
+    for name in names:
+        variance = sum(e.variances[name][0] for e in entries) / len(entries)
+        units = entries[0].variances[name][1]
+        mde[name] = minimum_detectable_effect(
+            variance, units, alpha=config.mde_alpha, power=config.mde_power
+        )
     neighbours = []
     for better, worse in itertools.pairwise(entries):
         a = better.result.values(config.ranking_metric)
@@ -263,7 +329,17 @@ def _board(group: list[tuple[Path, BenchResult]], config: LeaderboardConfig) -> 
             a, b, strata, confidence=config.confidence, resampler=resampler, seed=config.seed
         )
         neighbours.append(Neighbours(better.name, worse.name, comparison))
-    return SuiteBoard(suite, config.ranking_metric, config.confidence, entries, pooled, neighbours)
+    return SuiteBoard(
+        suite,
+        config.ranking_metric,
+        config.confidence,
+        entries,
+        pooled,
+        neighbours,
+        mde,
+        config.mde_alpha,
+        config.mde_power,
+    )
 
 
 # -- formatting --------------------------------------------------------------------------------
@@ -309,8 +385,13 @@ def _dz(value: float) -> str:
 
 def _method_note(board: SuiteBoard) -> str:
     pct = round(board.confidence * 100)
+    units = (
+        f"tasks, each with its {board.suite.trials} trials,"
+        if board.suite.trials > 1
+        else "episodes"
+    )
     return (
-        f"Mean and {pct}% percentile-bootstrap interval (resampling episodes within each env x "
+        f"Mean and {pct}% percentile-bootstrap interval (resampling {units} within each env x "
         f"difficulty cell). Ranked by {board.ranking_metric}; entries whose intervals overlap "
         'share a rank ("1="). Neighbours are compared on the same episodes (paired bootstrap '
         "interval of the difference; sign-flip permutation p-value; Cohen's d_z)."
@@ -328,6 +409,32 @@ def _floor_note(board: SuiteBoard) -> str:
     )
 
 
+def _mde_note(board: SuiteBoard) -> str:
+    mde = board.mde.get(board.ranking_metric)
+    if mde is None:
+        return ""
+    units = "tasks (trials averaged)" if board.suite.trials > 1 else "episodes"
+    return (
+        f"Minimum detectable effect of {board.ranking_metric}: {mde:.3f}: the smallest "
+        f"difference a paired comparison of two entries on this suite detects at alpha "
+        f"{board.mde_alpha:g} with {round(board.mde_power * 100)}% power, "
+        f"(z_{{1-alpha/2}} + z_{{power}}) * sqrt(2 var / n) with var the per-episode variance "
+        f"within cells pooled over entries and n the {units} per entry (taking the two "
+        "entries as uncorrelated: an upper bound when they are positively correlated). Entries "
+        "closer than this may tie without being equal."
+    )
+
+
+def _pass_note(board: SuiteBoard) -> str:
+    n = board.suite.trials
+    return (
+        f"pass^k: the chance that k independent attempts at a task all succeed, estimated "
+        f"from the {n} trials of each task as the mean over tasks of C(c, k) / C({n}, k) (c "
+        "successes; tau-bench's unbiased estimator), with its percentile-bootstrap interval "
+        "(resampling tasks within each cell). pass^1 is the success rate."
+    )
+
+
 def _suite_line(suite: SuiteSpec) -> str:
     return (
         f"{len(suite.episode_keys())} episodes per entry: {len(suite.envs)} envs x "
@@ -342,7 +449,7 @@ def render_markdown(boards: Sequence[SuiteBoard]) -> str:
     for board in boards:
         suite, cols = board.suite, board.columns
         out += [f"## {suite.id}", "", f"{suite.description} ({_suite_line(suite)}).", ""]
-        out += [_method_note(board), "", _floor_note(board), ""]
+        out += [_method_note(board), "", _floor_note(board), "", _mde_note(board), ""]
         header = ["rank", "agent", *(_heading(m) for m in cols), "errors", "commit"]
         out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for e in board.entries:
@@ -371,13 +478,22 @@ def render_markdown(boards: Sequence[SuiteBoard]) -> str:
                     f"| {n.better} | {n.worse} | {c.difference.format(3)} | {_p(c.p_value)} | "
                     f"{_dz(c.effect_size)} |"
                 )
-        out += ["", "### Noise floor (seed-to-seed)", "", "| metric | seed std | noise floor |"]
-        out.append("|---|---|---|")
+        if board.suite.trials > 1:
+            ks = range(1, board.suite.trials + 1)
+            out += ["", f"### pass^k over {board.suite.trials} trials per task", ""]
+            out += [_pass_note(board), ""]
+            out += ["| agent | " + " | ".join(f"pass^{k}" for k in ks) + " |"]
+            out.append("|---|" + "---|" * len(ks))
+            for e in board.entries:
+                row = [e.name, *(e.pass_hat_k[k].format(3) for k in ks)]
+                out.append("| " + " | ".join(row) + " |")
+        out += ["", "### Noise floor (seed-to-seed) and minimum detectable effect", ""]
+        out += ["| metric | seed std | noise floor | MDE (paired) |", "|---|---|---|---|"]
         for name, floor in board.noise_floor.items():
             m = metric(name)
             out.append(
                 f"| {name} | {format_value(m, floor.seed_std)} | "
-                f"{format_value(m, floor.noise_floor)} |"
+                f"{format_value(m, floor.noise_floor)} | {format_value(m, board.mde[name])} |"
             )
         out.append("")
     return "\n".join(out)
@@ -474,6 +590,7 @@ def render_html(boards: Sequence[SuiteBoard], png: bytes | None = None) -> str:
             f"<p class=note>{esc(suite.description)} ({esc(_suite_line(suite))}).</p>",
             f"<p class=note>{esc(_method_note(board))}</p>",
             f"<p class=note>{esc(_floor_note(board))}</p>",
+            f"<p class=note>{esc(_mde_note(board))}</p>",
             f'<div class=scroll><table class="sortable board" data-suite="{sid}"><thead><tr>',
             _html_header("rank", "number", "ascending"),
             _html_header("agent", "text", "ascending", name=True),
@@ -546,6 +663,39 @@ def render_html(boards: Sequence[SuiteBoard], png: bytes | None = None) -> str:
                     f'<td data-value="{dz!r}">{esc(_dz(c.effect_size))}</td></tr>'
                 )
             parts.append("</tbody></table></div>")
+        if board.suite.trials > 1:
+            ks = range(1, board.suite.trials + 1)
+            parts += [
+                f"<h3>pass^k over {board.suite.trials} trials per task</h3>",
+                f"<p class=note>{esc(_pass_note(board))}</p>",
+                '<div class=scroll><table class="sortable pass-k"><thead><tr>',
+                _html_header("agent", "text", "ascending", name=True),
+                *(_html_header(f"pass^{k}", "number", "descending") for k in ks),
+                "</tr></thead><tbody>",
+            ]
+            for e in board.entries:
+                cells = [f'<td class="name" data-value="{esc(e.name)}">{esc(e.name)}</td>']
+                cells += [
+                    _html_interval(metric("success"), e.pass_hat_k[k], (0.0, 1.0)) for k in ks
+                ]
+                parts.append("<tr>" + "".join(cells) + "</tr>")
+            parts.append("</tbody></table></div>")
+        parts += [
+            "<h3>Noise floor (seed-to-seed) and minimum detectable effect</h3>",
+            '<div class=scroll><table class="sortable floors"><thead><tr>',
+            _html_header("metric", "text", "ascending", name=True),
+            _html_header("seed std", "number", "ascending"),
+            _html_header("noise floor", "number", "ascending"),
+            _html_header("MDE (paired)", "number", "ascending"),
+            "</tr></thead><tbody>",
+        ]
+        for name, floor in board.noise_floor.items():
+            m = metric(name)
+            values = (floor.seed_std, floor.noise_floor, board.mde[name])
+            cells = [f'<td class="name" data-value="{esc(name)}">{esc(name)}</td>']
+            cells += [f'<td data-value="{v!r}">{esc(format_value(m, v))}</td>' for v in values]
+            parts.append("<tr>" + "".join(cells) + "</tr>")
+        parts.append("</tbody></table></div>")
         parts.append("</section>")
     if png is not None:
         data = base64.b64encode(png).decode()

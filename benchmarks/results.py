@@ -40,7 +40,14 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from llm_trainer.benchmarks.stats import N_BOOTSTRAP, Resampler, StratifiedBootstrap, noise_floor
+from llm_trainer.benchmarks.stats import (
+    N_BOOTSTRAP,
+    Interval,
+    Resampler,
+    StratifiedBootstrap,
+    noise_floor,
+    pass_hat_k_per_task,
+)
 from llm_trainer.benchmarks.suites import EpisodeKey, SuiteSpec, content_hash
 from llm_trainer.core.errors import ConfigError, suggest
 from llm_trainer.core.records import METRIC_KEYS, FrozenDict
@@ -93,10 +100,13 @@ class EpisodeRecord:
     """Wall time of the episode (reset to end), in this worker."""
     error: str | None = None
     """``Type: message`` when the policy raised; the episode counts as a failure."""
+    trial: int | None = None
+    """Which attempt at the task, in a suite with ``trials``; ``None`` (and absent from the
+    file) otherwise."""
 
     @property
     def key(self) -> EpisodeKey:
-        return EpisodeKey(self.env_id, self.difficulty, self.seed, self.index)
+        return EpisodeKey(self.env_id, self.difficulty, self.seed, self.index, self.trial)
 
     @property
     def tokens(self) -> int | None:
@@ -106,7 +116,7 @@ class EpisodeRecord:
         return self.prompt_tokens + self.completion_tokens
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "env_id": self.env_id,
             "difficulty": self.difficulty,
             "seed": self.seed,
@@ -122,6 +132,9 @@ class EpisodeRecord:
             "seconds": self.seconds,
             "error": self.error,
         }
+        if self.trial is not None:
+            data["trial"] = self.trial
+        return data
 
     @classmethod
     def from_json(cls, data: Any, where: str = "episode") -> EpisodeRecord:
@@ -151,6 +164,7 @@ class EpisodeRecord:
                 completion_tokens=_optional(data["completion_tokens"], int),
                 seconds=float(_typed(data["seconds"], (int, float))),
                 error=_optional(data["error"], str),
+                trial=_optional(data.get("trial"), int),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: malformed episode record ({exc})") from None
@@ -176,6 +190,7 @@ _RECORD_FIELDS = frozenset(
         "completion_tokens",
         "seconds",
         "error",
+        "trial",
     ]
 )
 
@@ -440,6 +455,68 @@ def cell_strata(suite: SuiteSpec, records: Sequence[EpisodeRecord]) -> npt.NDArr
     return np.array([index[r.key.cell] for r in records], dtype=np.int64)
 
 
+def task_clusters(
+    suite: SuiteSpec, records: Sequence[EpisodeRecord]
+) -> npt.NDArray[np.int64] | None:
+    """The task of each record (a task's trials share one label), for a suite with trials
+    (the bootstrap then resamples whole tasks); ``None`` for a suite without."""
+    if suite.trials == 1:
+        return None
+    index: dict[tuple[str, int, int, int], int] = {}
+    return np.array([index.setdefault(r.key.task, len(index)) for r in records], dtype=np.int64)
+
+
+def trial_successes(
+    suite: SuiteSpec, records: Sequence[EpisodeRecord]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """``(tasks, trials)`` successes (0/1, trials in order) of a suite with trials, and the cell
+    of each task (index in ``suite.cells()``).
+
+    Raises:
+        ValueError: for a suite without trials, or a task without all of its trials.
+    """
+    if suite.trials == 1:
+        raise ValueError(f"suite {suite.id} does not repeat its tasks (no trials)")
+    cells = {cell: i for i, cell in enumerate(suite.cells())}
+    tasks: dict[tuple[str, int, int, int], dict[int, float]] = {}
+    strata: dict[tuple[str, int, int, int], int] = {}
+    for r in records:
+        key = r.key
+        tasks.setdefault(key.task, {})[key.trial or 0] = float(r.metrics["success"])
+        strata[key.task] = cells[key.cell]
+    expected = list(range(suite.trials))
+    for task, trials in tasks.items():
+        if sorted(trials) != expected:
+            raise ValueError(f"task {task} has trials {sorted(trials)}, expected {expected}")
+    matrix = np.array([[t[i] for i in expected] for t in tasks.values()], dtype=np.float64)
+    return matrix, np.array([strata[task] for task in tasks], dtype=np.int64)
+
+
+def pass_hat_k_intervals(
+    suite: SuiteSpec,
+    records: Sequence[EpisodeRecord],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = N_BOOTSTRAP,
+    seed: int = SUMMARY_SEED,
+    resampler: Resampler | None = None,
+) -> dict[int, Interval]:
+    """pass^k for ``k = 1 .. suite.trials`` (:func:`~.stats.pass_hat_k`: the mean over tasks of
+    ``C(c, k) / C(n, k)``), each with its percentile-bootstrap interval, resampling tasks within
+    each cell (``resampler``: a plan over the tasks, to share between agents).
+
+    Raises:
+        ValueError: for a suite without trials.
+    """
+    successes, strata = trial_successes(suite, records)
+    ks = range(1, suite.trials + 1)
+    values = np.column_stack([pass_hat_k_per_task(successes, k) for k in ks])
+    boot = StratifiedBootstrap(
+        values, strata, n_resamples=n_resamples, seed=seed, resampler=resampler
+    )
+    return {k: boot.interval(k - 1, None, confidence) for k in ks}
+
+
 def summarize(
     suite: SuiteSpec,
     records: Sequence[EpisodeRecord],
@@ -450,18 +527,22 @@ def summarize(
     resampler: Resampler | None = None,
 ) -> dict[str, Any]:
     """Mean and ``confidence`` interval of every available metric, overall, per env, per
-    difficulty and per cell, plus each metric's seed-to-seed noise floor.
+    difficulty and per cell, plus each metric's seed-to-seed noise floor; for a suite with
+    trials, pass^k for every k up to the trials (intervals resample whole tasks).
 
     Returns:
         ``{"episodes", "errors", "confidence", "bootstrap", "metrics": {name: {"mean",
         "ci_low", "ci_high", "seed_std", "noise_floor"}}, "by_env": {env: {name: {...}}},
-        "by_difficulty": {"1": {...}}, "by_cell": {"env@d": {...}}}``
+        "by_difficulty": {"1": {...}}, "by_cell": {"env@d": {...}}}``, and with trials
+        ``"trials"`` and ``"pass_hat_k": {"1": {"mean", "ci_low", "ci_high"}, ...}``
     """
     available, matrix = metric_matrix(records)
     strata = cell_strata(suite, records)
-    boot = StratifiedBootstrap(
-        matrix, strata, n_resamples=n_resamples, seed=seed, resampler=resampler
-    )
+    if resampler is None:
+        resampler = Resampler(
+            strata, n_resamples=n_resamples, seed=seed, clusters=task_clusters(suite, records)
+        )
+    boot = StratifiedBootstrap(matrix, resampler=resampler)
     cells = suite.cells()
 
     def block(groups: Sequence[int] | None) -> dict[str, dict[str, float]]:
@@ -482,13 +563,14 @@ def summarize(
         for d in suite.difficulties
     }
     by_cell = {c.label: block([i]) for i, c in enumerate(cells)}
-    return {
+    summary: dict[str, Any] = {
         "episodes": len(records),
         "errors": sum(r.error is not None for r in records),
         "confidence": confidence,
         "bootstrap": {
-            "method": "percentile, stratified by cell",
-            "n_resamples": n_resamples if resampler is None else resampler.n_resamples,
+            "method": "percentile, stratified by cell"
+            + (", resampling whole tasks" if suite.trials > 1 else ""),
+            "n_resamples": resampler.n_resamples,
             "seed": seed,
         },
         "metrics": overall,
@@ -496,6 +578,15 @@ def summarize(
         "by_difficulty": by_difficulty,
         "by_cell": by_cell,
     }
+    if suite.trials > 1:
+        summary["trials"] = suite.trials
+        summary["pass_hat_k"] = {
+            str(k): interval.as_dict()
+            for k, interval in pass_hat_k_intervals(
+                suite, records, confidence=confidence, n_resamples=n_resamples, seed=seed
+            ).items()
+        }
+    return summary
 
 
 def deterministic_view(result_json: Mapping[str, Any]) -> dict[str, Any]:

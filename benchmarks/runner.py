@@ -6,9 +6,11 @@
 * **Parallel**: a pool of ``workers`` processes (``forkserver`` by default: safe with threads,
   and cheaper than ``spawn``), each building one env and one policy per env id and reusing them
   (difficulty is a reset option). ``workers=1`` plays in this process.
-* **Deterministic**: every episode resets its env and its policy with the episode's env seed,
-  so its record does not depend on which worker played it or what that worker played before
-  (for policies whose episodes depend only on ``reset(seed=...)``, as the protocol asks).
+* **Deterministic**: every episode resets its env and its policy with the episode's env seed
+  (a later trial of a task, in a suite with ``trials``: the policy with a seed of its own,
+  :func:`~llm_trainer.benchmarks.suites.episode_policy_seed`), so its record does not depend
+  on which worker played it or what that worker played before (for policies whose episodes
+  depend only on ``reset(seed=...)``, as the protocol asks).
   Records are stored in canonical order, so the result file is the same for any number of
   workers, except wall times and provenance.
 * **Resumable**: each finished episode is appended to ``<out>.partial.jsonl`` as one line (one
@@ -25,8 +27,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
-import hashlib
 import importlib.util
 import json
 import multiprocessing
@@ -42,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.queues import Queue
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import gymnasium as gym
 from rich.console import Console
@@ -69,10 +71,20 @@ from llm_trainer.benchmarks.results import (
     summarize,
     write_json_atomic,
 )
-from llm_trainer.benchmarks.suites import EpisodeKey, SuiteSpec, episode_env_seed, suite_spec
+from llm_trainer.benchmarks.suites import (
+    EpisodeKey,
+    SuiteSpec,
+    episode_env_seed,
+    episode_policy_seed,
+    suite_spec,
+)
+from llm_trainer.core.digest import file_digest, tree_digest
 from llm_trainer.core.errors import ConfigError, RolloutError
 from llm_trainer.core.records import FrozenDict
 from llm_trainer.envs.registration import make
+
+if TYPE_CHECKING:
+    from llm_trainer.core.knowledge.recording import EpisodeRecorder
 
 StartMethod = Literal["fork", "forkserver", "spawn"]
 _START_METHODS: tuple[StartMethod, ...] = ("fork", "forkserver", "spawn")
@@ -108,6 +120,11 @@ class BenchConfig:
     """Show a progress bar on stderr (``None``: when stderr is a terminal)."""
     agent_seed: int = 0
     """Seed passed to the agent's constructor (episodes re-seed it with their env seed)."""
+    knowledge_path: Path | None = None
+    """A knowledge graph file: every episode played records the agent, the problem and the
+    attempt (solved, or how it failed) there, from the worker that played it (see
+    :mod:`llm_trainer.core.knowledge.recording`). ``None``: nothing is recorded. A reused
+    finished result records nothing (play it again with ``fresh``)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
@@ -174,64 +191,11 @@ def agent_fingerprint(spec: str) -> str | None:
     if builder is SAVED_AGENT_BUILDER or prefix in ("transformers", "vllm"):
         return tree_digest(path) if path.is_dir() else None
     if prefix == "sb3":
-        return _file_digest(path) if path.is_file() else None
+        return file_digest(path) if path.is_file() else None
     if prefix == "python":
         source = _module_source(argument.rpartition(":")[0])
-        return _file_digest(source) if source is not None else None
+        return file_digest(source) if source is not None else None
     return None
-
-
-def tree_digest(root: Path, _seen: frozenset[Path] = frozenset()) -> str:
-    """SHA-256 prefix over the files of the tree ``root``: each file's relative path, size and
-    bytes, in sorted order, streamed (a model of any size is read in 1 MiB chunks).
-
-    Symbolic links are followed (a Hugging Face snapshot links its blobs). Hidden files and
-    folders (``.cache/`` of Hugging Face downloads, ``.git/``, lock and editor files) are left
-    out: they do not define the agent. A peft adapter's base model, when it is a local
-    directory (``adapter_config.json``), is part of the agent and hashed too.
-    """
-    files: list[tuple[str, Path]] = []
-    for folder, dirs, names in os.walk(root, followlinks=True):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in names:
-            if not name.startswith("."):
-                path = Path(folder, name)
-                files.append((path.relative_to(root).as_posix(), path))
-    digest = hashlib.sha256()
-    bases: set[Path] = set()
-    for relative, path in sorted(files):
-        digest.update(f"{relative}\0{path.stat().st_size}\0".encode())
-        for chunk in _chunks(path):
-            digest.update(chunk)
-        if path.name == "adapter_config.json":
-            bases |= _adapter_base(path)
-    seen = _seen | {root.resolve()}
-    for base in sorted(bases - seen):
-        digest.update(f"base model\0{tree_digest(base, seen)}\0".encode())
-    return digest.hexdigest()[:16]
-
-
-def _file_digest(path: Path) -> str:
-    """SHA-256 prefix of a file's bytes."""
-    digest = hashlib.sha256()
-    for chunk in _chunks(path):
-        digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
-def _chunks(path: Path) -> Iterator[bytes]:
-    """A file's bytes, 1 MiB at a time."""
-    with path.open("rb") as f:
-        yield from iter(lambda: f.read(1 << 20), b"")
-
-
-def _adapter_base(adapter_config: Path) -> set[Path]:
-    """The base model directory a peft adapter names, when it is a local directory."""
-    try:
-        base = json.loads(adapter_config.read_text(encoding="utf-8")).get("base_model_name_or_path")
-    except (OSError, ValueError, AttributeError):
-        return set()
-    return {Path(base).resolve()} if isinstance(base, str) and Path(base).is_dir() else set()
 
 
 def _module_source(module: str) -> Path | None:
@@ -251,9 +215,12 @@ def _module_source(module: str) -> Path | None:
 class EpisodePlayer:
     """Plays episodes of one agent spec; keeps one env and one policy per env id."""
 
-    def __init__(self, agent_spec: str, agent_seed: int = 0) -> None:
+    def __init__(
+        self, agent_spec: str, agent_seed: int = 0, knowledge: EpisodeRecorder | None = None
+    ) -> None:
         self.agent_spec = agent_spec
         self.agent_seed = agent_seed
+        self.knowledge = knowledge
         self._cache: dict[str, tuple[gym.Env[Any, Any], Policy]] = {}
 
     def _env_and_policy(self, env_id: str) -> tuple[gym.Env[Any, Any], Policy]:
@@ -267,11 +234,14 @@ class EpisodePlayer:
         as a failed episode (a :class:`~llm_trainer.core.errors.UserError` stops the run)."""
         env, policy = self._env_and_policy(key.env_id)
         env_seed = episode_env_seed(key)
-        [episode] = play_episodes(
-            [env], policy, [EpisodeTask(env_seed, {"difficulty": key.difficulty})]
-        )
+        # the trials of a task: the same env seed, a policy seed of their own
+        task = EpisodeTask(env_seed, {"difficulty": key.difficulty}, episode_policy_seed(key))
+        [episode] = play_episodes([env], policy, [task])
         t = episode.trajectory
         usage = episode.usage
+        if self.knowledge is not None:  # the attempt is this episode key (trials share a task)
+            attempt = "/".join(map(str, dataclasses.astuple(key)))
+            self.knowledge.record(t, episode.seconds, attempt=attempt)
         return EpisodeRecord(
             env_id=key.env_id,
             difficulty=key.difficulty,
@@ -287,6 +257,7 @@ class EpisodePlayer:
             completion_tokens=usage.completion_tokens if usage is not None else None,
             seconds=episode.seconds,
             error=t.error,
+            trial=key.trial,
         )
 
     def close(self) -> None:
@@ -305,13 +276,17 @@ _POLL_S = 0.5
 
 
 def _worker_main(
-    agent_spec: str, agent_seed: int, tasks: Queue[EpisodeKey | None], results: Queue[Any]
+    agent_spec: str,
+    agent_seed: int,
+    tasks: Queue[EpisodeKey | None],
+    results: Queue[Any],
+    knowledge: EpisodeRecorder | None = None,
 ) -> None:
     """A worker process: play the episodes of ``tasks`` until ``None``, report each one."""
     # Ctrl-C reaches the whole process group: the parent handles it (keeps the partial file,
     # stops the workers); workers ignore it instead of printing a traceback each.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    player = EpisodePlayer(agent_spec, agent_seed)
+    player = EpisodePlayer(agent_spec, agent_seed, knowledge)
     try:
         while (key := tasks.get()) is not None:
             try:
@@ -331,7 +306,9 @@ def _picklable(exc: Exception) -> Exception:
     return exc
 
 
-def _play_all(config: BenchConfig, keys: list[EpisodeKey]) -> Iterator[EpisodeRecord]:
+def _play_all(
+    config: BenchConfig, keys: list[EpisodeKey], knowledge: EpisodeRecorder | None = None
+) -> Iterator[EpisodeRecord]:
     """Yield a record for every key, as episodes finish (in any order).
 
     Workers are plain processes fed from a queue (not ``multiprocessing.Pool``, which waits
@@ -341,7 +318,7 @@ def _play_all(config: BenchConfig, keys: list[EpisodeKey]) -> Iterator[EpisodeRe
         RolloutError: when a worker process dies.
     """
     if config.workers == 1 or len(keys) <= 1:
-        player = EpisodePlayer(config.agent, config.agent_seed)
+        player = EpisodePlayer(config.agent, config.agent_seed, knowledge)
         try:
             for key in keys:
                 yield player.play(key)
@@ -361,7 +338,7 @@ def _play_all(config: BenchConfig, keys: list[EpisodeKey]) -> Iterator[EpisodeRe
     workers = [
         context.Process(  # type: ignore[attr-defined]
             target=_worker_main,
-            args=(config.agent, config.agent_seed, tasks, results),
+            args=(config.agent, config.agent_seed, tasks, results, knowledge),
             name=f"llm-trainer-bench-{i}",
             daemon=True,
         )
@@ -583,6 +560,7 @@ def run_bench(config: BenchConfig, suite: SuiteSpec | None = None) -> BenchRun:
                     partial.remove()
             return BenchRun(existing, out, 0, 0, True, time.perf_counter() - start)
 
+    knowledge = _episode_recorder(config, suite, chash, fingerprint)
     partial.lock()
     try:
         done = partial.read(suite)
@@ -598,7 +576,7 @@ def run_bench(config: BenchConfig, suite: SuiteSpec | None = None) -> BenchRun:
             task = bar.add_task(
                 f"{suite.id} {config.agent_name}", total=len(done) + len(keys), completed=len(done)
             )
-            for record in _play_all(config, keys):
+            for record in _play_all(config, keys, knowledge):
                 partial.append(record)
                 done[record.key] = record
                 bar.advance(task)
@@ -631,6 +609,34 @@ def run_bench(config: BenchConfig, suite: SuiteSpec | None = None) -> BenchRun:
     return BenchRun(
         result, out, len(keys), resumed, False, time.perf_counter() - start, agent_changed
     )
+
+
+def _episode_recorder(
+    config: BenchConfig, suite: SuiteSpec, chash: str, fingerprint: str | None
+) -> EpisodeRecorder | None:
+    """With ``config.knowledge_path``: the agent (and the model it runs) recorded in the graph,
+    and a recorder of this run's episodes (keyed by suite and configuration hash)."""
+    if config.knowledge_path is None:
+        return None
+    from llm_trainer.agents.factory import SAVED_AGENT_BUILDER
+    from llm_trainer.core.knowledge import KnowledgeGraph
+    from llm_trainer.core.knowledge.recording import EpisodeRecorder, add_agent
+
+    builder, argument = resolve_agent_spec(config.agent)
+    prefix = config.agent.partition(":")[0]
+    model_dir = Path(argument) / "model" if builder is SAVED_AGENT_BUILDER else Path(argument)
+    local = (builder is SAVED_AGENT_BUILDER or prefix in ("transformers", "vllm")) and (
+        model_dir.is_dir()
+    )
+    with KnowledgeGraph(config.knowledge_path) as graph, graph.batch() as batch:
+        agent = add_agent(
+            batch,
+            config.agent,
+            name=config.agent_name,
+            fingerprint=fingerprint,
+            model_dir=model_dir if local else None,
+        )
+    return EpisodeRecorder(config.knowledge_path, agent, f"{suite.id}@{chash}")
 
 
 def _progress_bar(show: bool) -> Progress:

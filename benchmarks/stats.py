@@ -14,8 +14,20 @@
   ``z * sqrt(2 / k) * seed_std`` for ``k`` seeds: the half-width of a normal 95% interval for the
   difference between two full runs of the suite on different seeds. Two results closer than
   that could come from the same agent re-run on other tasks.
+* :func:`minimum_detectable_effect`: the smallest true difference a paired comparison of two
+  agents on a suite detects (two-sided ``alpha`` 0.05) with 80% power, from the per-episode
+  variance within cells (:func:`stratified_variance`): ``(z_{1-alpha/2} + z_{power}) *
+  sqrt(2 * var / n)``. Differences below it are often missed: a tie on the board is then no
+  evidence that two agents are equal.
+* :func:`pass_hat_k`: tau-bench's pass^k, the chance that k independent attempts at a task all
+  succeed, estimated without bias from ``n >= k`` trials per task as the mean over tasks of
+  ``C(c, k) / C(n, k)`` (c successes of n), as tau2-bench reports it.
 * :func:`tie_ranks`: entries whose intervals overlap share a rank (``"1="``).
 * :func:`holm`: Holm-Bonferroni adjusted p-values, for checking several metrics at once.
+
+Repeated trials of one task are not independent episodes: a :class:`Resampler` given
+``clusters`` (the task of each episode) resamples whole tasks within each cell, so intervals
+of suites with trials are not narrowed by the repeats.
 
 Only numpy is used (plus the standard library's ``NormalDist``): ``scipy.stats`` takes about
 2.9 s to import on the 2-core reference machine, three times the leaderboard's 1 s budget. The
@@ -129,14 +141,25 @@ class Resampler:
         strata: ``(n,)`` integer labels (e.g. the cell of each episode).
         n_resamples: Bootstrap resamples.
         seed: Seed of the generator (the plan is reproducible).
+        clusters: ``(n,)`` integer labels of rows that are drawn together (the trials of one
+            task): whole clusters are resampled within each stratum. The clusters of a stratum
+            must have equal sizes (so every resample keeps the stratum's size).
     """
 
     def __init__(
-        self, strata: npt.ArrayLike, *, n_resamples: int = N_BOOTSTRAP, seed: int = 0
+        self,
+        strata: npt.ArrayLike,
+        *,
+        n_resamples: int = N_BOOTSTRAP,
+        seed: int = 0,
+        clusters: npt.ArrayLike | None = None,
     ) -> None:
         labels = np.asarray(strata, dtype=np.int64).ravel()
         if labels.size == 0:
             raise ValueError("strata must label at least one row")
+        groups = None if clusters is None else np.asarray(clusters, dtype=np.int64).ravel()
+        if groups is not None and groups.shape != labels.shape:
+            raise ValueError(f"clusters must label the {labels.size} rows, got {groups.size}")
         if n_resamples < 1:
             raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
         if n_resamples * labels.size > MAX_PLAN_ENTRIES:
@@ -155,7 +178,16 @@ class Resampler:
         counts = np.zeros((n_resamples, self.n), dtype=np.float32)
         for mask in self._masks:
             (rows,) = np.nonzero(mask)
-            counts[:, rows] = resample_counts(rows.size, n_resamples, rng)
+            if groups is None:
+                counts[:, rows] = resample_counts(rows.size, n_resamples, rng)
+                continue
+            ids, inverse, sizes = np.unique(groups[rows], return_inverse=True, return_counts=True)
+            if np.any(sizes != sizes[0]):
+                raise ValueError(
+                    "the clusters of a stratum must have equal sizes (every task the same number "
+                    f"of trials), got sizes {sorted(set(sizes.tolist()))}"
+                )
+            counts[:, rows] = resample_counts(ids.size, n_resamples, rng)[:, inverse.ravel()]
         self._counts = counts
 
     def resampled_means(
@@ -434,6 +466,106 @@ def pooled_noise_floor(floors: Sequence[NoiseFloor], confidence: float = 0.95) -
     std = math.sqrt(sum(f.seed_std**2 for f in floors) / len(floors))
     z = NormalDist().inv_cdf(0.5 + _check_confidence(confidence) / 2)
     return NoiseFloor(std, z * math.sqrt(2.0 / floors[0].n_seeds) * std, floors[0].n_seeds)
+
+
+def stratified_variance(
+    values: npt.ArrayLike, strata: npt.ArrayLike, clusters: npt.ArrayLike | None = None
+) -> tuple[float, int]:
+    """The per-unit variance behind a stratified mean, and the number of units.
+
+    A unit is an episode, or a cluster (a task's trials, averaged) when ``clusters`` is given.
+    Within each stratum ``c`` (``m_c`` units, sample variance ``s_c^2`` of its units, ddof 1),
+    the pooled variance is ``sum_c (m_c / M) * s_c^2`` over ``M`` units in all, so that the
+    variance of the stratified mean (strata weighted by their units) is ``pooled / M``. A
+    stratum of one unit contributes no variance.
+
+    >>> stratified_variance([0, 1, 0, 1, 5, 5, 5, 5], [0, 0, 0, 0, 1, 1, 1, 1])
+    (0.16666666666666666, 8)
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    labels = np.asarray(strata, dtype=np.int64).ravel()
+    if v.size == 0 or v.shape != labels.shape:
+        raise ValueError(
+            f"values and strata must be paired and non-empty, got {v.size} and {labels.size}"
+        )
+    groups = None if clusters is None else np.asarray(clusters, dtype=np.int64).ravel()
+    if groups is not None and groups.shape != v.shape:
+        raise ValueError(f"clusters must label the {v.size} values, got {groups.size}")
+    total, units = 0.0, 0
+    for stratum in np.unique(labels):
+        mask = labels == stratum
+        if groups is None:
+            unit_values = v[mask]
+        else:
+            _, inverse = np.unique(groups[mask], return_inverse=True)
+            unit_values = np.bincount(inverse.ravel(), weights=v[mask]) / np.bincount(
+                inverse.ravel()
+            )
+        m = unit_values.size
+        if m > 1:
+            total += m * float(unit_values.var(ddof=1))
+        units += m
+    return total / units, units
+
+
+def minimum_detectable_effect(
+    variance: float, n: int, *, alpha: float = 0.05, power: float = 0.8
+) -> float:
+    """The smallest true mean difference a paired comparison of two agents on ``n`` shared
+    units detects with probability ``power`` at two-sided level ``alpha``:
+
+    ``MDE = (z_{1 - alpha/2} + z_{power}) * sqrt(2 * variance / n)``
+
+    ``variance`` is the per-unit variance of one agent's metric (:func:`stratified_variance`),
+    taken as the same for both. The variance of a paired difference is
+    ``var_a + var_b - 2 cov``; the formula takes the covariance as zero, so for agents whose
+    outcomes are positively correlated across tasks (the usual case: hard tasks are hard for
+    both) the paired test is more sensitive than this, and the MDE an upper bound. A normal
+    approximation: with a few dozen units or fewer it is optimistic.
+
+    >>> round(minimum_detectable_effect(0.25, 1200), 4)  # a coin-flip success rate
+    0.0572
+    """
+    if not 0.0 < alpha < 1.0 or not 0.0 < power < 1.0:
+        raise ValueError(f"alpha and power must be in (0, 1), got {alpha!r} and {power!r}")
+    if n < 1 or variance < 0 or not math.isfinite(variance):
+        raise ValueError(f"need n >= 1 and a finite variance >= 0, got {n} and {variance!r}")
+    normal = NormalDist()
+    z = normal.inv_cdf(1.0 - alpha / 2) + normal.inv_cdf(power)
+    return z * math.sqrt(2.0 * variance / n)
+
+
+def pass_hat_k_per_task(successes: npt.ArrayLike, k: int) -> npt.NDArray[np.float64]:
+    """Each task's unbiased estimate of pass^k: ``C(c, k) / C(n, k)`` for ``c`` successes in its
+    ``n`` trials (a row of ``successes``, 0/1).
+
+    >>> pass_hat_k_per_task([[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]], 2).tolist()
+    [1.0, 0.16666666666666666, 0.0]
+    """
+    matrix = np.asarray(successes, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.size == 0:
+        raise ValueError(
+            f"successes must be a non-empty (tasks, trials) matrix, got {matrix.shape}"
+        )
+    if not np.isin(matrix, (0.0, 1.0)).all():
+        raise ValueError("successes must be 0 or 1")
+    n = matrix.shape[1]
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}] (the trials per task), got {k}")
+    table = np.array([math.comb(c, k) / math.comb(n, k) for c in range(n + 1)], dtype=np.float64)
+    estimates: npt.NDArray[np.float64] = table[matrix.sum(axis=1).astype(np.int64)]
+    return estimates
+
+
+def pass_hat_k(successes: npt.ArrayLike, k: int) -> float:
+    """pass^k (tau-bench): the chance that ``k`` independent trials of a task all succeed,
+    averaged over tasks; estimated without bias from ``n >= k`` trials per task (rows of
+    ``successes``) as the mean of ``C(c, k) / C(n, k)``. pass^1 is the success rate.
+
+    >>> pass_hat_k([[1, 1, 1, 1], [1, 1, 0, 0]], 1), pass_hat_k([[1, 1, 1, 1], [1, 1, 0, 0]], 4)
+    (0.75, 0.5)
+    """
+    return float(pass_hat_k_per_task(successes, k).mean())
 
 
 def tie_ranks(intervals: Sequence[Interval]) -> list[str]:

@@ -15,6 +15,13 @@ episodes. Episode ``i`` of seed ``s`` in cell ``(env, d)`` uses the env seed
 :func:`episode_env_seed`, derived with :class:`numpy.random.SeedSequence`, so tasks are
 independent across seeds, cells and indices, and every agent meets the same tasks (which is
 what makes paired comparisons possible).
+
+A suite with ``trials: n`` (at least :data:`MIN_TRIALS`) plays each of its tasks ``n`` times:
+a run's ``episodes_per_cell / len(seeds)`` episodes per cell are ``/ n`` tasks times ``n``
+trials. The trials of a task share its env seed (the same task) and reset the policy with
+their own seed (:func:`episode_policy_seed`), so a sampling agent gets independent attempts:
+what tau-bench's pass^k measures (every one of k attempts at a task succeeds). ``trials`` is
+left out of the definition when it is 1, so the suites without it keep their hashes.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ from llm_trainer.envs.registration import (
 #: Suite ids are ``name-vN``; bump N whenever the suite (or an env it names) changes.
 _SUITE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]*-v\d+$")
 MIN_SEEDS = 3
+#: Fewest trials per task of a suite that repeats its tasks (tau2-bench reports pass^k over 4).
+MIN_TRIALS = 4
 LOCK_PATH = Path(__file__).resolve().parent / "suites.lock.json"
 
 
@@ -68,11 +77,18 @@ class EpisodeKey:
     seed: int
     """The suite seed (the run) this episode belongs to."""
     index: int
-    """The episode's index within its (cell, seed)."""
+    """The episode's task index within its (cell, seed)."""
+    trial: int | None = None
+    """Which attempt at the task, from 0, in a suite with ``trials``; ``None`` otherwise."""
 
     @property
     def cell(self) -> Cell:
         return Cell(self.env_id, self.difficulty)
+
+    @property
+    def task(self) -> tuple[str, int, int, int]:
+        """The task this episode plays (its trials share it)."""
+        return (self.env_id, self.difficulty, self.seed, self.index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,32 +111,41 @@ class SuiteSpec:
     seeds: tuple[int, ...]
     """Suite seeds: one run each, at least three."""
     episodes_per_cell: int
-    """Episodes per (env, difficulty) cell, split evenly across the seeds."""
+    """Episodes per (env, difficulty) cell, split evenly across the seeds (trials included)."""
     env_specs: Mapping[str, Mapping[str, Any]] = FrozenDict({})
     """What the suite's hash covers of each env's registry entry (entry point, kwargs, time
     limit); filled in by the loader."""
+    trials: int = 1
+    """Attempts at each task (1: every episode is a task of its own)."""
 
     @property
     def episodes_per_seed(self) -> int:
-        """Episodes per cell and seed."""
+        """Episodes per cell and seed (trials included)."""
         return self.episodes_per_cell // len(self.seeds)
+
+    @property
+    def tasks_per_seed(self) -> int:
+        """Distinct tasks per cell and seed."""
+        return self.episodes_per_seed // self.trials
 
     def cells(self) -> list[Cell]:
         """Every (env, difficulty) cell, envs in suite order, then difficulties."""
         return [Cell(e, d) for e in self.envs for d in self.difficulties]
 
     def episode_keys(self) -> list[EpisodeKey]:
-        """Every episode of the suite, in canonical order (cell, seed, index)."""
+        """Every episode of the suite, in canonical order (cell, seed, index, trial)."""
+        trials: list[int | None] = list(range(self.trials)) if self.trials > 1 else [None]
         return [
-            EpisodeKey(cell.env_id, cell.difficulty, seed, index)
+            EpisodeKey(cell.env_id, cell.difficulty, seed, index, trial)
             for cell in self.cells()
             for seed in self.seeds
-            for index in range(self.episodes_per_seed)
+            for index in range(self.tasks_per_seed)
+            for trial in trials
         ]
 
     def definition(self) -> dict[str, Any]:
         """The suite as plain JSON-ready data (what result files store and the hash covers)."""
-        return {
+        definition = {
             "id": self.id,
             "description": self.description,
             "envs": list(self.envs),
@@ -130,6 +155,9 @@ class SuiteSpec:
             "env_specs": {k: dict(v) for k, v in self.env_specs.items()},
             "seed_derivation": SEED_DERIVATION,
         }
+        if self.trials != 1:  # absent when 1: the suites published before trials keep their hash
+            definition["trials"] = self.trials
+        return definition
 
     @property
     def hash(self) -> str:
@@ -159,6 +187,7 @@ class SuiteSpec:
                 env_specs=FrozenDict(
                     {str(k): FrozenDict(dict(v)) for k, v in data["env_specs"].items()}
                 ),
+                trials=int(data.get("trials", 1)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RegistryError(f"{where}: malformed suite definition ({exc!r})") from None
@@ -177,8 +206,24 @@ def episode_env_seed(key: EpisodeKey) -> int:
     >>> episode_env_seed(k) == episode_env_seed(k), 0 <= episode_env_seed(k) < 2**32
     (True, True)
     """
-    # the env id enters as its CRC-32 (what "seedsequence-v1" names)
+    # the env id enters as its CRC-32 (what "seedsequence-v1" names); the trial does not
+    # enter: the trials of a task play the same task
     return derive_seed(key.seed, key.env_id, key.difficulty, key.index, bits=32)
+
+
+def episode_policy_seed(key: EpisodeKey) -> int:
+    """The seed the policy is reset with: the env seed for the first trial (every suite
+    without trials), an independent one for each later trial.
+
+    >>> k = EpisodeKey("LLMTrainer/Calculator-v0", 1, 0, 0)
+    >>> episode_policy_seed(k) == episode_env_seed(k)
+    True
+    >>> again = EpisodeKey("LLMTrainer/Calculator-v0", 1, 0, 0, trial=1)
+    >>> episode_env_seed(again) == episode_env_seed(k) != episode_policy_seed(again)
+    True
+    """
+    env_seed = episode_env_seed(key)
+    return env_seed if not key.trial else derive_seed(env_seed, "trial", key.trial, bits=32)
 
 
 def content_hash(data: Any) -> str:
@@ -255,6 +300,19 @@ def _parse_suite(entry: Any, envs: Mapping[str, EnvSpec], where: str) -> SuiteSp
             f"{where}: 'episodes_per_cell' ({episodes}) must be a multiple of the number of "
             f"seeds ({len(seeds)}): every seed plays the same number of episodes per cell"
         )
+    trials = values.get("trials", 1)
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise RegistryError(f"{where}: 'trials' must be a positive integer, got {trials!r}")
+    if 1 < trials < MIN_TRIALS:
+        raise RegistryError(
+            f"{where}: 'trials' must be 1 (no repeats) or at least {MIN_TRIALS} (pass^k over "
+            f"fewer trials per task says little), got {trials}"
+        )
+    if episodes % (len(seeds) * trials):
+        raise RegistryError(
+            f"{where}: 'episodes_per_cell' ({episodes}) must be a multiple of seeds x trials "
+            f"({len(seeds)} x {trials}): every seed plays whole tasks, each {trials} times"
+        )
     env_specs: dict[str, FrozenDict] = {}
     for env_id in env_ids:
         if env_id not in envs:
@@ -283,6 +341,7 @@ def _parse_suite(entry: Any, envs: Mapping[str, EnvSpec], where: str) -> SuiteSp
         seeds=tuple(seeds),
         episodes_per_cell=episodes,
         env_specs=FrozenDict(env_specs),
+        trials=trials,
     )
 
 

@@ -160,6 +160,13 @@ def strict_yaml(text: str, source: str, error: type[Exception] = ConfigError) ->
         raise error(f"{source}: invalid YAML: {detail}") from None
 
 
+@functools.cache
+def _type_hints(cls: Any) -> dict[str, Any]:
+    """``get_type_hints(cls)``, once per class (it evaluates every annotation: slow enough to
+    dominate :func:`build` for small records, e.g. the knowledge graph's)."""
+    return get_type_hints(cls)
+
+
 def build(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; missing fields take their defaults."""
     if not dataclasses.is_dataclass(cls):
@@ -167,7 +174,7 @@ def build(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T:
     data = {} if data is None else data
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {data!r}")
-    hints = get_type_hints(cls)
+    hints = _type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:

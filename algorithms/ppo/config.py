@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from llm_trainer.algorithms.config import NonNegativeInt, PositiveInt, check_env
 from llm_trainer.core.config import POSITIVE, PROBABILITY, Range, check_ranges
 from llm_trainer.core.errors import ConfigError
+from llm_trainer.envs.wrappers.curriculum import CurriculumConfig, check_curriculum
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,11 @@ class PPOSettings:
     env_id: str = "LLMTrainer/Calculator-v0"
     """The env PPO interacts with."""
     difficulty: int = 2
-    """Its difficulty."""
+    """Its difficulty (with a ``curriculum``, the curriculum's level decides it instead)."""
+    curriculum: CurriculumConfig | None = None
+    """Move the difficulty with the rollouts' success (``envs/wrappers/curriculum.py``): one
+    curriculum for all of an iteration's envs, moving between iterations; its level is logged
+    as ``curriculum/*`` and saved in checkpoints."""
     episodes_per_iteration: PositiveInt = 64
     """Episodes collected (in lockstep) per iteration."""
     first_seed: NonNegativeInt = 500_000
@@ -71,6 +76,7 @@ class PPOSettings:
     def __post_init__(self) -> None:
         check_ranges(self, "ppo")
         check_env(self.env_id, self.difficulty, "ppo")
+        check_curriculum(self.curriculum, self.env_id, "ppo.curriculum")
         if self.num_minibatches > self.episodes_per_iteration:
             raise ConfigError(
                 f"ppo.num_minibatches ({self.num_minibatches}) must be <= "

@@ -26,13 +26,19 @@ ever built, and the entropy is computed only for an entropy bonus (``ppo.ent_coe
 ``ppo/entropy`` metric is then logged). Everything runs on the device the model is on, with
 bf16/fp16 autocast there when ``train.precision`` asks for it (``auto``: bf16 on a GPU that
 has it); fp16 adds a gradient scaler.
-Checkpoints (policy, value head, optimizer, scheduler, iteration) are written atomically every
-``train.save_steps`` iterations; a resumed run continues the same curve, because every source
-of randomness is derived from ``(seed, iteration)``.
+Checkpoints (policy, value head, optimizer, scheduler, iteration, and the curriculum's state)
+are written atomically every ``train.save_steps`` iterations; a resumed run continues the same
+curve, because every source of randomness is derived from ``(seed, iteration)``.
+
+With ``ppo.curriculum`` the iteration's envs share one
+:class:`~llm_trainer.envs.wrappers.curriculum.Curriculum`: every episode of an iteration is
+played at its current level, the iteration's outcomes move it for the next one, and its
+``curriculum/*`` metrics are logged with the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -63,6 +69,7 @@ from llm_trainer.core.errors import ConfigError
 from llm_trainer.core.rundir import RunDir, atomic_directory
 from llm_trainer.core.seeding import derive_seed, preserved_global_rngs
 from llm_trainer.core.trajectory import Trajectory
+from llm_trainer.envs.wrappers.curriculum import Curriculum, CurriculumManager
 
 Evaluate = Callable[[Any], Mapping[str, float]]
 
@@ -193,6 +200,12 @@ class PPOTrainer:
                 reward.reward_model_path, device=self.device.type
             )
         self._backend: Any = None
+        self.curriculum = (
+            Curriculum.for_env(settings.curriculum, settings.env_id)
+            if settings.curriculum is not None
+            else None
+        )
+        """The run's curriculum (``ppo.curriculum``), shared by every rollout env."""
         self.iteration = 0
         self.losses: list[tuple[int, float]] = []
         self.tokens_trained = 0
@@ -250,18 +263,24 @@ class PPOTrainer:
         agent = LLMAgent(config, backend=backend)
         first = s.first_seed + iteration * s.episodes_per_iteration
         seeds = range(first, first + s.episodes_per_iteration)
+        curriculum = self.curriculum
         self.model.eval()
-        try:
-            return collect(
-                s.env_id,
-                lambda envs: agent,
-                list(seeds),
-                num_envs=s.episodes_per_iteration,
-                difficulty=s.difficulty,
-                source="policy:ppo",
-            )
-        finally:
-            self.model.train()
+        # the whole iteration at one level: its outcomes move the curriculum when it is over
+        with curriculum.hold() if curriculum is not None else contextlib.nullcontext():
+            try:
+                return collect(
+                    s.env_id,
+                    lambda envs: agent,
+                    list(seeds),
+                    num_envs=s.episodes_per_iteration,
+                    difficulty=s.difficulty,
+                    source="policy:ppo",
+                    wrap=None
+                    if curriculum is None
+                    else (lambda env: CurriculumManager(env, curriculum)),
+                )
+            finally:
+                self.model.train()
 
     # -- 2-4. one iteration -------------------------------------------------------------------
 
@@ -527,6 +546,8 @@ class PPOTrainer:
                 "ppo/stopped_early": float(stopped_early),
             }
         )
+        if self.curriculum is not None:  # the level the next iteration plays at
+            metrics.update(self.curriculum.as_metrics())
         loss = metrics["ppo/policy"] + s.vf_coef * metrics["ppo/value"]
         metrics["loss"] = loss
         return metrics
@@ -658,6 +679,9 @@ class PPOTrainer:
                         "tokens_trained": self.tokens_trained,
                         "tokens_generated": self.tokens_generated,
                         "env_steps": self.env_steps,
+                        "curriculum": self.curriculum.get_state()
+                        if self.curriculum is not None
+                        else None,
                     }
                 )
             )
@@ -685,7 +709,8 @@ class PPOTrainer:
         return max(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :])) if found else None
 
     def load_checkpoint(self, path: Path) -> None:
-        """Restore the policy, value head, optimizer, scheduler and progress from ``path``."""
+        """Restore the policy, value head, optimizer, scheduler, progress and the curriculum's
+        state from ``path``."""
         import torch
         from safetensors.torch import load_file
 
@@ -720,6 +745,17 @@ class PPOTrainer:
         self.tokens_trained = int(progress["tokens_trained"])
         self.tokens_generated = int(progress["tokens_generated"])
         self.env_steps = int(progress["env_steps"])
+        stored = progress.get("curriculum")
+        if self.curriculum is not None:
+            if stored is None:
+                raise ConfigError(
+                    f"checkpoint {path} was written without a curriculum; resume it without "
+                    "ppo.curriculum (or start a new run)"
+                )
+            try:
+                self.curriculum.set_state(stored)
+            except ValueError as exc:
+                raise ConfigError(f"checkpoint {path}: {exc}") from None
 
 
 class PPOAlgorithm(Algorithm):
@@ -734,9 +770,10 @@ class PPOAlgorithm(Algorithm):
         p: PPOSettings = self.config
         experiment = context.experiment
         model, tokenizer = context.load_model()
+        level = "a curriculum" if p.curriculum is not None else f"difficulty {p.difficulty}"
         context.log(
             f"PPO: {experiment.train.max_steps} iterations of {p.episodes_per_iteration} "
-            f"episodes of {p.env_id} (difficulty {p.difficulty})"
+            f"episodes of {p.env_id} ({level})"
         )
         ppo = PPOTrainer(
             model,

@@ -1,7 +1,9 @@
 """Env throughput, memory growth and snapshot cost, measured in one run against CartPole.
 
 Used by ``scripts/bench_envs.py``. Figures are medians of several repetitions, each at least
-``seconds`` long, on one pinned core where the OS allows it.
+``seconds`` long, on one pinned core where the OS allows it. Every registered id is measured
+with the oracle acting: the tool-use envs and the problem envs (whose resets solve their
+instance exactly, so they are slower; their RSS run is bounded in time, see :func:`run_all`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import gymnasium as gym
 
 import llm_trainer
 from llm_trainer.agents import OracleAgent
+from llm_trainer.envs.problems import ProblemEnv
 from llm_trainer.envs.tooluse.base import ToolUseEnv
 
 
@@ -134,11 +137,14 @@ def rss_growth(env_id: str, episodes: int = 100_000) -> tuple[float, float]:
 
 def snapshot_cost(env_id: str, n: int = 100_000) -> tuple[float, float]:
     """Mean microseconds of ``get_state()`` and of ``set_state()`` on the unwrapped env."""
-    env = gym.make(env_id).unwrapped
-    if not isinstance(env, ToolUseEnv):
+    base = gym.make(env_id).unwrapped
+    if not isinstance(base, ToolUseEnv | ProblemEnv):
         raise TypeError(f"{env_id} does not support snapshots")
+    env: Any = base  # set_state takes what this env's own get_state returned
     env.reset(seed=0)
-    env.step(env.task.plan[0].to_text())
+    plan = env.task.plan
+    # mid-episode: after a tool call, or (a problem without one) a wrong answer to revise
+    env.step(plan[0].to_text() if plan else "<answer>0</answer>")
     get_state, set_state = env.get_state, env.set_state
     start = time.perf_counter()
     for _ in range(n):
@@ -156,20 +162,30 @@ def run_all(
     repeats: int = 5,
     rss_episodes: int = 100_000,
     env_ids: list[str] | None = None,
+    rss_seconds: float = 20.0,
 ) -> dict[str, Any]:
-    """Every measurement of ``scripts/bench_envs.py``, as one JSON-ready dict."""
+    """Every measurement of ``scripts/bench_envs.py``, as one JSON-ready dict.
+
+    The RSS growth of an env is measured over ``rss_episodes`` episodes, or over as many as
+    its measured throughput plays in about ``rss_seconds`` when that is fewer (at least 1,000:
+    the problem envs play a few thousand episodes a second, not tens of thousands); each row
+    records its count.
+    """
     core = pin_to_one_core()
     env_ids = env_ids or list(llm_trainer.registry())
     reference = cartpole_throughput(seconds, repeats)
     rows = []
     for env_id in env_ids:
         tp = oracle_throughput(env_id, seconds, repeats)
-        growth, growth_late = rss_growth(env_id, rss_episodes)
+        episodes = min(rss_episodes, max(1_000, int(tp.episodes_per_s * rss_seconds)))
+        growth, growth_late = rss_growth(env_id, episodes)
         get_us, set_us = snapshot_cost(env_id)
         rows.append(
             {
                 **asdict(tp),
                 "steps_vs_cartpole": tp.steps_per_s / reference.steps_per_s,
+                "episodes_vs_cartpole": tp.episodes_per_s / reference.episodes_per_s,
+                "rss_episodes": episodes,
                 "rss_growth_mb": growth,
                 "rss_growth_second_half_mb": growth_late,
                 "get_state_us": get_us,

@@ -18,14 +18,19 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.error import ResetNeeded
 
-from llm_trainer.core.errors import ConfigError
 from llm_trainer.core.records import ToolCall
-from llm_trainer.envs.registration import registry
+from llm_trainer.envs.common import (
+    INVALID_ACTION_PENALTY,
+    check_difficulty,
+    check_text_env_arguments,
+    difficulty_from_options,
+    invalid_action_observation,
+    registered_ids,
+)
 from llm_trainer.envs.spaces import MAX_TEXT_LENGTH, UnicodeText
 from llm_trainer.envs.tools import AnswerAction, InvalidAction, ToolRegistry, parse_action
 
 SUCCESS_REWARD = 1.0
-INVALID_ACTION_PENALTY = -0.1
 DIFFICULTIES: tuple[int, ...] = (1, 2, 3)
 
 AnswerKind = Literal["number", "text"]
@@ -185,20 +190,7 @@ class ToolUseEnv(gym.Env[str, str], abc.ABC):
         max_text_length: int = MAX_TEXT_LENGTH,
     ) -> None:
         self.difficulty = self.check_difficulty(difficulty)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ConfigError(
-                f"{self.env_name}: render_mode must be None or one of "
-                f"{self.metadata['render_modes']}, got {_short_repr(render_mode)}"
-            )
-        if (
-            isinstance(max_text_length, bool)
-            or not isinstance(max_text_length, int)
-            or max_text_length < 256
-        ):
-            raise ConfigError(
-                f"{self.env_name}: max_text_length must be an int >= 256, "
-                f"got {_short_repr(max_text_length)}"
-            )
+        check_text_env_arguments(self.env_name, render_mode, max_text_length)
         self.render_mode = render_mode
         self.max_text_length = max_text_length
         self.observation_space = UnicodeText(max_text_length)
@@ -220,16 +212,9 @@ class ToolUseEnv(gym.Env[str, str], abc.ABC):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
-        difficulty = self.difficulty
-        if options:
-            unknown = set(options) - {"difficulty"}
-            if unknown:
-                names = sorted(_short_repr(k) for k in unknown)
-                raise ConfigError(
-                    f"{self.env_name}: unknown reset option(s) {', '.join(names)}; "
-                    "known: 'difficulty'"
-                )
-            difficulty = self.check_difficulty(options["difficulty"], "reset option difficulty")
+        difficulty = difficulty_from_options(
+            self.env_name, options, self.difficulty, self.check_difficulty
+        )
         task = self._sample_task(self.np_random, difficulty)
         self._start(Episode(task, difficulty))
         if self.render_mode == "ansi":
@@ -275,11 +260,7 @@ class ToolUseEnv(gym.Env[str, str], abc.ABC):
                 task, ep.difficulty, turn, ep.called, ep.succeeded, ep.n_calls,
                 ep.n_failed_calls, ep.n_invalid + 1,
             )  # fmt: skip
-            observation = (
-                f"Invalid action: {reason}. Reply with one <tool_call>...</tool_call> or one "
-                "<answer>...</answer>."
-            )
-            role = "user"
+            observation, role = invalid_action_observation(reason), "user"
             reward = INVALID_ACTION_PENALTY
         if len(observation) > self.max_text_length:
             observation = observation[: self.max_text_length]
@@ -321,27 +302,15 @@ class ToolUseEnv(gym.Env[str, str], abc.ABC):
         Raises:
             ConfigError: in one line naming the env, the value and the allowed difficulties.
         """
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | np.integer)
-            or value not in self.difficulties
-        ):
-            allowed = ", ".join(map(str, self.difficulties))
-            raise ConfigError(
-                f"{self.env_name}: {what} {_short_repr(value)} is not supported; "
-                f"allowed difficulties: {allowed}"
-            )
-        return int(value)
+        return check_difficulty(self.env_name, value, self.difficulties, what)
 
     @property
     def env_name(self) -> str:
         """The registered id of this env (or its class name, when it has none), for messages."""
         if self.spec is not None:  # set by gymnasium.make once the constructor has returned
             return self.spec.id
-        cls = type(self)
-        entry_point = f"{cls.__module__}:{cls.__qualname__}"
-        ids = [s.id for s in registry().values() if s.entry_point == entry_point]
-        return ids[0] if len(ids) == 1 else cls.__name__
+        ids = registered_ids(type(self))
+        return ids[0] if len(ids) == 1 else type(self).__name__
 
     @property
     def task(self) -> Task:
@@ -370,16 +339,6 @@ class ToolUseEnv(gym.Env[str, str], abc.ABC):
             "answer_correct": ep.answer_correct,
             "success": ep.answer_correct and task.required_tools <= ep.succeeded,
         }
-
-
-def _short_repr(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` on one line and at most ``limit`` characters (error messages are one
-    line, whatever the caller passed)."""
-    try:
-        text = " ".join(repr(value).split())
-    except ValueError:  # an int of more than 4,300 digits cannot be printed
-        text = f"<{type(value).__name__} that cannot be printed>"
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 class Draws:

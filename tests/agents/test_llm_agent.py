@@ -371,3 +371,43 @@ def test_http_errors_name_the_server_and_status() -> None:
     env = llm_trainer.make("LLMTrainer/Calculator-v0")
     with pytest.raises(BackendError, match=r"http://127.0.0.1:9/v1.*after 2 attempt\(s\)"):
         unreachable.act(*env.reset(seed=0))
+
+
+def test_an_agent_reads_related_solved_problems_from_the_knowledge_graph(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    from llm_trainer.agents.baselines import OracleAgent
+    from llm_trainer.algorithms.rollout import EpisodeTask, play_episodes
+    from llm_trainer.core.knowledge import Agent, KnowledgeGraph
+    from llm_trainer.core.knowledge.recording import add_episode
+
+    graph = KnowledgeGraph(tmp_path / "kg.sqlite")
+    oracle = graph.add(Agent("oracle"))
+    for env_id, seed in (("LLMTrainer/Calculator-v0", 5), ("LLMTrainer/Weather-v0", 0)):
+        env = llm_trainer.make(env_id)
+        [played] = play_episodes([env], OracleAgent(env), [EpisodeTask(seed)])
+        with graph.batch() as batch:
+            add_episode(batch, played.trajectory, agent=oracle, run="oracle runs")
+    agent = agent_for(
+        tiny_model_dir,
+        knowledge_path=str(graph.path),
+        use_knowledge_examples=True,
+        sampling=SamplingConfig(temperature=0.0, max_new_tokens=4),
+    )
+    env = llm_trainer.make("LLMTrainer/Calculator-v0")
+    observation, info = env.reset(seed=7)
+    assert observation == "Compute 89 - 77."
+    agent.reset(seed=7)
+    agent.act(observation, info)
+    [prompt] = agent.episode_prompts()
+    assert prompt.messages[0] == {
+        "role": "system",
+        "content": info["system_prompt"] + "\n\nSolved examples:\nTask: Compute 7 * 81.\nSolution: "
+        '<tool_call>{"name": "calculator", "arguments": {"expression": "7 * 81"}}</tool_call>'
+        " -> 567 -> <answer>567</answer>",
+    }
+    assert prompt.messages[1] == {"role": "user", "content": observation}
+    with pytest.raises(ConfigError, match="use_knowledge_examples needs knowledge_path"):
+        LLMAgentConfig(backend=f"transformers:{tiny_model_dir}", use_knowledge_examples=True)
+    saved = LLMAgent.load(agent.save(tmp_path / "agent"))  # the graph stays where it is
+    assert saved.config.knowledge_path == str(graph.path.resolve())

@@ -13,8 +13,9 @@ import pytest
 from llm_trainer.agents.llm_agent import close_shared_backends
 from llm_trainer.agents.tinylm import TinyLMConfig, build_model, build_tokenizer, create_tiny_model
 from llm_trainer.benchmarks.results import load_result
-from llm_trainer.benchmarks.runner import BenchConfig, agent_fingerprint, run_bench, tree_digest
+from llm_trainer.benchmarks.runner import BenchConfig, agent_fingerprint, run_bench
 from llm_trainer.benchmarks.suites import parse_suites
+from llm_trainer.core.digest import tree_digest
 from llm_trainer.core.errors import ConfigError
 from llm_trainer.envs.registration import REGISTRY_PATH, registry
 

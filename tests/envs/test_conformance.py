@@ -114,19 +114,41 @@ def test_difficulty_is_a_reset_option(env_id: str) -> None:
         env.reset(seed=0, options={"dificulty": 2})
 
 
+def _first_action(env: gym.Env[Any, Any]) -> str:
+    """An action that leaves the episode running: the first planned tool call, or (a problem
+    env whose reference solution calls no tool) a wrong answer, which gets feedback and a
+    revision."""
+    plan = env.unwrapped.task.plan
+    return plan[0].to_text() if plan else "<answer>0</answer>"
+
+
+def _oracle_actions(env: gym.Env[Any, Any]) -> list[str]:
+    """The oracle's actions from the env's current state to the end of the episode, played on
+    a copy (the env itself does not move)."""
+    clone = pickle.loads(pickle.dumps(env))
+    oracle, actions, done = OracleAgent(clone), [], False
+    while not done:
+        actions.append(oracle.act("", {}))
+        _, _, terminated, truncated, _ = clone.step(actions[-1])
+        done = terminated or truncated
+    return actions
+
+
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_pickle_round_trip_mid_episode_continues_identically(env_id: str) -> None:
     env = gym.make(env_id, difficulty=max(_difficulties(env_id)))
     env.reset(seed=11)
-    first = env.unwrapped.task.plan[0].to_text()
-    env.step(first)
+    _, _, terminated, _, _ = env.step(_first_action(env))
+    assert not terminated
     clone = pickle.loads(pickle.dumps(env))
     oracle, oracle_clone = OracleAgent(env), OracleAgent(clone)
-    for _ in range(len(env.unwrapped.task.plan)):
+    done = False
+    while not done:
         a = env.step(oracle.act("", {}))
         b = clone.step(oracle_clone.act("", {}))
         assert a[:4] == b[:4]
         assert {k: a[4][k] for k in METRIC_KEYS} == {k: b[4][k] for k in METRIC_KEYS}
+        done = a[2] or a[3]
     # and the seed stream after the episode is the same
     assert env.reset()[0] == clone.reset()[0]
 
@@ -136,18 +158,19 @@ def test_get_state_set_state_round_trip(env_id: str) -> None:
     env = gym.make(env_id, difficulty=max(_difficulties(env_id)))
     base = env.unwrapped
     env.reset(seed=5)
+    env.step(_first_action(env))  # a mid-episode snapshot: a tool result or a revision to make
     snapshot = base.get_state()
-    plan = base.task.plan
-    first = [env.step(call.to_text())[:4] for call in plan]
+    actions = _oracle_actions(env)
+    first = [env.step(action)[:4] for action in actions]
     base.set_state(snapshot)
     assert base.get_state() == snapshot
-    second = [env.step(call.to_text())[:4] for call in plan]
+    second = [env.step(action)[:4] for action in actions]
     assert first == second
     # restoring across episodes brings back the old task and its world
     env.reset(seed=6)
     base.set_state(snapshot)
     assert base.task == snapshot.task
-    assert [env.step(call.to_text())[:4] for call in plan] == first
+    assert [env.step(action)[:4] for action in actions] == first
     with pytest.raises(TypeError):
         base.set_state({"task": None})
 
@@ -222,7 +245,9 @@ def test_no_state_leaks_across_resets(env_id: str) -> None:
 def test_stepping_a_finished_episode_raises_reset_needed(env_id: str) -> None:
     env = gym.make(env_id).unwrapped
     env.reset(seed=0)
-    env.step("<answer>0</answer>")
+    for _ in range(20):  # a problem env asks for revisions first (up to max_revisions)
+        if env.step("<answer>0</answer>")[2]:
+            break
     with pytest.raises(gym.error.ResetNeeded):
         env.step("<answer>0</answer>")
     env.reset(seed=0)

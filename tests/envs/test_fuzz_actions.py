@@ -8,6 +8,10 @@ infinities; unknown and odd tool names; JSON arguments with huge integers, float
 holding huge numbers, lists, null and deep nesting. Whatever the action, a step returns an
 observation in the observation space, a finite reward and the five metrics as bools, and an
 invalid action is flagged as one, with its reason.
+
+The problem envs (``envs/problems/``) answer a wrong answer with feedback and a revision
+instead of ending the episode, and end it with the answer's score rather than 0 or 1:
+:func:`_answer_handled` and :func:`_answer_reward` state what an answer may do in any env.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from hypothesis import strategies as st
 
 import llm_trainer
 from llm_trainer.core.records import METRIC_KEYS, ToolCall
+from llm_trainer.envs.problems import ProblemEnv, ProblemSpec
 from llm_trainer.envs.tools.calculator import format_number
 from llm_trainer.envs.tools.parser import MAX_JSON_DEPTH, MAX_JSON_INT_DIGITS
 from llm_trainer.envs.tooluse.base import Task, ToolUseEnv, answer_matches
@@ -51,10 +56,26 @@ def _reset(env_id: str, seed: int) -> gym.Env[str, str]:
     return env
 
 
-def _base(env: gym.Env[str, str]) -> ToolUseEnv:
+def _base(env: gym.Env[str, str]) -> ToolUseEnv | ProblemEnv:
     base = env.unwrapped
-    assert isinstance(base, ToolUseEnv)
+    assert isinstance(base, ToolUseEnv | ProblemEnv)
     return base
+
+
+def _answer_handled(info: dict[str, Any], terminated: bool) -> bool:
+    """An answer ends the episode, is invalid, or (problem envs) gets feedback and a revision."""
+    revising = info.get("revisions_left", 0) > 0 and info["role"] == "user"
+    return terminated or info["invalid_action"] or revising
+
+
+def _answer_reward(info: dict[str, Any], terminated: bool) -> float:
+    """-0.1 for an invalid action; the final answer's score (tool-use envs: 1 or 0) at the end;
+    0 for an answer that gets a revision."""
+    if info["invalid_action"]:
+        return -0.1
+    if not terminated:
+        return 0.0
+    return float(info.get("score", 1.0 if info["success"] else 0.0))
 
 
 def _check_step(env: gym.Env[str, str], result: StepResult) -> None:
@@ -289,12 +310,12 @@ def tool_call_actions(draw: st.DrawFn, keys: list[str]) -> str:
     return f"{think}{before}<tool_call>{_to_json(payload)}</tool_call>{after}"
 
 
-def _planned_call(task: Task, data: st.DataObject) -> str:
+def _planned_call(task: Task | ProblemSpec, data: st.DataObject) -> str:
     plan: tuple[ToolCall, ...] = task.plan
     return data.draw(st.sampled_from(plan)).to_text() if plan else "<answer>0</answer>"
 
 
-def _right_answers(task: Task) -> st.SearchStrategy[str]:
+def _right_answers(task: Task | ProblemSpec) -> st.SearchStrategy[str]:
     """The expected answer as an agent might write it: other digits, any length."""
     answer = task.answer
     if task.answer_kind != "number":
@@ -322,9 +343,10 @@ def _right_answers(task: Task) -> st.SearchStrategy[str]:
 def test_any_answer_is_judged_or_invalid_never_raised(env_id: str, seed: int, action: str) -> None:
     env = _reset(env_id, seed)
     _, reward, terminated, _, info = _step(env, action)
-    assert terminated or info["invalid_action"]
-    assert not info["success"]  # no tool ran
-    assert reward == (0.0 if terminated else -0.1)
+    assert _answer_handled(info, terminated)
+    if _base(env).task.required_tools:
+        assert not info["success"]  # no tool ran
+    assert reward == _answer_reward(info, terminated)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -392,8 +414,8 @@ def test_the_tools_then_a_fuzzed_answer_ends_the_episode_or_is_invalid(
         _, _, _, _, info = _step(env, call.to_text())
         assert not info["invalid_action"]
     _, reward, terminated, _, info = _step(env, data.draw(answer_actions))
-    assert terminated or info["invalid_action"]
-    assert reward == (1.0 if info["success"] else 0.0 if terminated else -0.1)
+    assert _answer_handled(info, terminated)
+    assert reward == _answer_reward(info, terminated)
 
 
 # The rule before numbers of any length were judged: exact, but only up to 4,300 digits.
@@ -450,7 +472,8 @@ def test_an_answer_with_a_ten_thousand_digit_number_is_judged_not_raised(env_id:
         env = _env(env_id)
         env.reset(seed=0)
         _, reward, terminated, _, info = _step(env, f"<answer>{body}</answer>")
-        assert terminated
+        assert _answer_handled(info, terminated)
+        assert not info["invalid_action"]
         assert not info["answer_correct"]
         assert reward == 0.0
     # Ten thousand digits need a longer action than the default 8,192 characters.
@@ -458,7 +481,8 @@ def test_an_answer_with_a_ten_thousand_digit_number_is_judged_not_raised(env_id:
     for seed in range(50):
         env.reset(seed=seed)
         _, reward, terminated, _, info = _step(env, f"<answer>{'7' * 10_000}</answer>")
-        assert terminated
+        assert _answer_handled(info, terminated)
+        assert not info["invalid_action"]
         assert not info["answer_correct"]
         assert reward == 0.0
         task = _base(env).task
