@@ -14,6 +14,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from llm_trainer.envs.problems.decompose import (
+    DecomposeEnv,
+    DecompositionError,
+    ScriptedDecomposer,
+    format_plan,
+)
 from llm_trainer.envs.problems.env import ProblemEnv
 from llm_trainer.envs.tools import format_answer
 from llm_trainer.envs.tooluse.base import ToolUseEnv
@@ -25,7 +31,10 @@ class OracleAgent:
 
     It never looks at the observation for the answer; it reads ``env.unwrapped.task`` (the
     plan of tool calls and the expected answer: for a problem env, the spec's reference
-    answer, which scores 1.0) and how many tool calls the episode has had.
+    answer, which scores 1.0) and how many tool calls the episode has had. In a
+    decomposition env (``Decompose-v0``) it proposes the spec's own decomposition
+    (:class:`~llm_trainer.envs.problems.decompose.ScriptedDecomposer`), answers each
+    sub-problem with its reference value and then the problem.
     Bind it to the env(s) it acts in: one env for :meth:`act`, one per batch slot for
     :meth:`act_batch`.
 
@@ -71,12 +80,30 @@ class OracleAgent:
 
     @staticmethod
     def _next_action(env: ToolUseEnv | ProblemEnv) -> str:
+        if isinstance(env, DecomposeEnv):
+            return _decomposition_action(env)
         # Both episodes hold their task (plan, answer) and their count of tool calls.
         episode = env.get_state()
         plan = episode.task.plan
         if episode.n_calls < len(plan):
             return plan[episode.n_calls].to_text()
         return format_answer(episode.task.answer)
+
+
+def _decomposition_action(env: DecomposeEnv) -> str:
+    """The plan before any answer, then each sub-problem's reference value, then the answer
+    (directly, if the reference plan does not fit the env's ``max_subproblems``)."""
+    episode = env.get_state()
+    task = episode.task
+    if not episode.plan and not episode.n_answers:
+        try:
+            return format_plan(ScriptedDecomposer(env.max_subproblems).plan(task))
+        except DecompositionError:
+            return format_answer(task.answer)
+    current = episode.current
+    if current is not None:
+        return format_answer(task.data["subanswers"].get(current.id, task.answer))
+    return format_answer(task.answer)
 
 
 _WORDS = (

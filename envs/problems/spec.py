@@ -340,7 +340,7 @@ def normalise_answer(text: str) -> str:
     >>> normalise_answer(' "Ava, BEN." '), normalise_answer('"Ava".')
     ('ava, ben', 'ava')
     """
-    return " ".join(text.strip(_STRIPPED).split()).casefold()
+    return " ".join(text.split()).strip(_STRIPPED).casefold()
 
 
 def split_items(text: str) -> list[str]:

@@ -223,20 +223,20 @@ def test_seeds_give_independent_tasks(family: str) -> None:
     assert len({p for episode in prompts for p in episode}) >= 390
 
 
-def test_the_problems_suite_covers_the_four_families_and_the_oracle_scores_one(
+def test_the_problems_suites_cover_the_families_and_the_oracle_scores_one(
     tmp_path: Any,
 ) -> None:
     from llm_trainer.benchmarks.runner import BenchConfig, run_bench
     from llm_trainer.benchmarks.suites import locked_hashes, suite_spec
 
-    suite = suite_spec("problems-v0")
-    assert suite.envs == tuple(
-        IDS[f] for f in ("reasoning", "knapsack", "tsp", "constrained_writing")
-    )
-    assert suite.difficulties == (1, 2, 3)
-    assert locked_hashes()["problems-v0"] == suite.hash
-    run = run_bench(BenchConfig("problems-v0", "oracle", out=tmp_path / "r.json", workers=1))
+    v0, v1 = suite_spec("problems-v0"), suite_spec("problems-v1")
+    assert v0.envs == tuple(IDS[f] for f in ("reasoning", "knapsack", "tsp", "constrained_writing"))
+    assert v1.envs == (*v0.envs, "LLMTrainer/Decompose-v0")
+    assert v0.difficulties == v1.difficulties == (1, 2, 3)
+    assert locked_hashes()["problems-v0"] == v0.hash
+    assert locked_hashes()["problems-v1"] == v1.hash
+    run = run_bench(BenchConfig("problems-v1", "oracle", out=tmp_path / "r.json", workers=1))
     metrics = run.result.summary["metrics"]
-    assert run.result.summary["episodes"] == 1200
-    assert metrics["reward"]["mean"] == 1.0
-    assert metrics["success"]["mean"] == 1.0
+    assert run.result.summary["episodes"] == 1500
+    assert metrics["reward"]["mean"] == pytest.approx(1.0)
+    assert metrics["success"]["mean"] == pytest.approx(1.0)
