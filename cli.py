@@ -124,10 +124,10 @@ def evaluate(
     as_json: JsonFlag = False,
 ) -> None:
     """Evaluate an agent on held-out seeds and print the tool-use metrics."""
-    from llm_trainer.envs.registration import registry, spec
+    from llm_trainer.envs.registration import single_agent_ids, spec
 
     try:
-        env_ids = list(registry()) if env == "all" else [spec(env).id]
+        env_ids = single_agent_ids() if env == "all" else [spec(env).id]
         start = time.perf_counter()
         rows = _evaluate_rows(agent, env_ids, episodes, seed, difficulty)
     except UserError as exc:

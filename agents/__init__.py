@@ -1,6 +1,6 @@
 """Agents are policies: ``act(observation, info) -> action text``."""
 
-from llm_trainer.agents.baselines import OracleAgent, RandomAgent
+from llm_trainer.agents.baselines import MALTOracle, OracleAgent, RandomAgent
 from llm_trainer.agents.policy import Policy
 
-__all__ = ["OracleAgent", "Policy", "RandomAgent"]
+__all__ = ["MALTOracle", "OracleAgent", "Policy", "RandomAgent"]

@@ -1,4 +1,5 @@
-"""Scripted baseline policies: an oracle that solves every task, and a random agent.
+"""Scripted baseline policies: an oracle that solves every task, a random agent, and the
+scripted roles of a MALT team that reaches the maximum reward.
 
 They bracket every leaderboard: the oracle shows the maximum reward is reachable, the random
 agent what chance gives.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -23,6 +24,9 @@ from llm_trainer.envs.problems.decompose import (
 from llm_trainer.envs.problems.env import ProblemEnv
 from llm_trainer.envs.tools import format_answer
 from llm_trainer.envs.tooluse.base import ToolUseEnv
+
+if TYPE_CHECKING:  # the multi-agent envs import pettingzoo; this module does not need to
+    from llm_trainer.envs.multiagent.malt import MALTEnv
 
 
 class OracleAgent:
@@ -104,6 +108,66 @@ def _decomposition_action(env: DecomposeEnv) -> str:
     if current is not None:
         return format_answer(task.data["subanswers"].get(current.id, task.answer))
     return format_answer(task.answer)
+
+
+class MALTOracle:
+    """One scripted role of a MALT team (``LLMTrainer/MALT-v0``) that reads the episode's
+    problem through ``env.unwrapped``: the generator writes the spec's worked solution (where
+    the family writes one) and the reference answer, the verifier says it is correct, the
+    refiner repeats the reference answer. The team scores 1.0 on every problem.
+
+    >>> import llm_trainer
+    >>> env = llm_trainer.make_multiagent("LLMTrainer/MALT-v0")
+    >>> team = MALTOracle.team(env)
+    >>> env.reset(seed=0)
+    >>> returns = dict.fromkeys(env.possible_agents, 0.0)
+    >>> for agent in env.agent_iter():
+    ...     observation, reward, terminated, truncated, info = env.last()
+    ...     returns[agent] += reward
+    ...     env.step(None if terminated else team[agent].act(observation, info))
+    >>> returns
+    {'generator': 1.0, 'verifier': 1.0, 'refiner': 1.0}
+
+    Args:
+        env: The MALT env (or a wrapper of it) the role acts in.
+        role: ``generator``, ``verifier`` or ``refiner``.
+    """
+
+    VERDICT = "The solution is correct: every step checks out and the answer follows."
+
+    def __init__(self, env: Any, role: str) -> None:
+        from llm_trainer.envs.multiagent.malt import AGENTS, MALTEnv
+
+        base = env.unwrapped
+        if not isinstance(base, MALTEnv):
+            raise TypeError(f"MALTOracle plays MALT-v0 (MALTEnv), got {type(base).__name__}")
+        if role not in AGENTS:
+            raise ValueError(f"role must be one of {list(AGENTS)}, got {role!r}")
+        self._env: MALTEnv = base
+        self.role = role
+
+    @classmethod
+    def team(cls, env: Any) -> dict[str, MALTOracle]:
+        """A scripted policy for every role of ``env``, by agent name."""
+        return {role: cls(env, role) for role in env.possible_agents}
+
+    def reset(self, *, seed: int | None = None) -> None:
+        """Nothing to reset: the role reads the episode's problem from the env."""
+
+    def act(self, observation: str, info: Mapping[str, Any]) -> str:
+        task = self._env.task
+        if self.role == "verifier":
+            return self.VERDICT
+        answer = format_answer(task.answer)
+        if self.role == "generator":
+            return f"{task.solution or 'Working it through gives the answer.'}\n{answer}"
+        return answer
+
+    def act_batch(
+        self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        """One action per entry, all for the one bound env (a batch of one episode)."""
+        return [self.act(o, i) for o, i in zip(observations, infos, strict=True)]
 
 
 _WORDS = (

@@ -464,10 +464,12 @@ class AlgorithmContext:
     def training_data(self, model: Any = None, tokenizer: Any = None) -> tuple[list[Any], str]:
         """The ``data`` section's trajectories (built with its strategy: oracle demonstrations,
         templates, teacher mode, ToolBench), stored and versioned with their provenance.
-        Returns them and the dataset version. ``model`` and ``tokenizer`` serve teacher mode."""
+        Returns them, with ``data.repeat`` applied (the store keeps each once; the provenance
+        records the setting), and the dataset version. ``model`` and ``tokenizer`` serve
+        teacher mode."""
         from llm_trainer.core.config import to_dict
         from llm_trainer.core.store import Provenance
-        from llm_trainer.data.build import build_training_data
+        from llm_trainer.data.build import build_training_data, repeat_matching
 
         data = self.experiment.data
         trajectories = build_training_data(
@@ -486,7 +488,7 @@ class AlgorithmContext:
             ),
         )
         self.log(f"training data: {len(trajectories)} trajectories, version {version}")
-        return trajectories, version
+        return repeat_matching(trajectories, data.repeat, log=self.log), version
 
     def trainer_options(self, tokenizer: Any = None) -> dict[str, Any]:
         """The keyword arguments every trainer of a run takes: ``seed``, ``system_prompt``,

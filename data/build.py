@@ -7,7 +7,8 @@ demonstrations collected in the env, template trajectories, teacher-mode traject
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from llm_trainer.core.errors import ConfigError, UserError
@@ -44,6 +45,49 @@ def build_training_data(
         UserError: when teacher mode keeps no tool call, or a ToolBench file has no usable
             record.
     """
+    return _build(data, seed=seed, log=log, model=model, tokenizer=tokenizer)
+
+
+def repeat_matching(
+    trajectories: list[Trajectory],
+    repeat: Mapping[str, int],
+    *,
+    log: Callable[[str], None] = print,
+) -> list[Trajectory]:
+    """``trajectories`` with each one whose task matches a pattern of ``repeat`` (``{regex:
+    k}``, the first matching pattern counts) ``k`` times, its copies right after it.
+
+    >>> from llm_trainer.core.trajectory import Trajectory
+    >>> ts = [Trajectory("e", i, 1, "", (), p, ()) for i, p in enumerate(["Add 1", "Sub 2"])]
+    >>> [t.prompt for t in repeat_matching(ts, {"^Sub": 3}, log=lambda _: None)]
+    ['Add 1', 'Sub 2', 'Sub 2', 'Sub 2']
+    """
+    if not repeat:
+        return trajectories
+    patterns = [(re.compile(pattern), times) for pattern, times in repeat.items()]
+    out: list[Trajectory] = []
+    counts = dict.fromkeys(repeat, 0)
+    for t in trajectories:
+        match = next(((p, k) for p, k in patterns if p.search(t.prompt)), None)
+        if match is not None:
+            counts[match[0].pattern] += 1
+        out.extend([t] * (match[1] if match else 1))
+    log(
+        "data.repeat: "
+        + ", ".join(f"{counts[p]} x {k} for {p!r}" for p, k in repeat.items())
+        + f" ({len(trajectories)} -> {len(out)} trajectories)"
+    )
+    return out
+
+
+def _build(
+    data: DataConfig,
+    *,
+    seed: int,
+    log: Callable[[str], None],
+    model: Any,
+    tokenizer: Any,
+) -> list[Trajectory]:
     from llm_trainer import data as strategies
     from llm_trainer.algorithms.rollout import oracle_trajectories
 

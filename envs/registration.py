@@ -1,33 +1,45 @@
-"""Load ``registry.yaml`` into frozen specs and register every id with gymnasium.
+"""Load ``registry.yaml`` into frozen specs and register every single-agent id with gymnasium.
 
 The registry file is the single source of truth: entry points, kwargs, time limits, reward
 thresholds, tags and capability flags are declared there, never sniffed from source. Loading
 is strict: unknown keys (with a "did you mean"), duplicate ids or YAML keys, missing fields,
 wrong types and malformed entry points are :class:`~llm_trainer.core.errors.RegistryError`\\ s
 that name the entry.
+
+Single-agent ids (``capabilities.api: gymnasium``) are registered with gymnasium and made with
+:func:`make`; multi-agent ids (``pettingzoo-aec`` or ``pettingzoo-parallel``, with
+``multi_agent: true``) are PettingZoo envs made with :func:`make_multiagent`. PettingZoo is
+imported only when a multi-agent env is made.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import importlib
+import inspect
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import gymnasium
 
 from llm_trainer.core.config import strict_yaml
-from llm_trainer.core.errors import RegistryError, UnknownEnvError, suggest
+from llm_trainer.core.errors import ConfigError, RegistryError, UnknownEnvError, suggest
 from llm_trainer.core.records import FrozenDict
+
+if TYPE_CHECKING:  # pettingzoo is imported when a multi-agent env is made, not before
+    from pettingzoo import AECEnv, ParallelEnv
 
 REGISTRY_PATH = Path(__file__).resolve().parent.parent / "registry.yaml"
 NAMESPACE = "LLMTrainer"
 
 Api = Literal["gymnasium", "pettingzoo-aec", "pettingzoo-parallel"]
+#: The APIs of multi-agent envs (made with :func:`make_multiagent`).
+MULTI_AGENT_APIS: tuple[Api, ...] = ("pettingzoo-aec", "pettingzoo-parallel")
 _ID = re.compile(r"^[A-Za-z0-9_]+/[A-Za-z0-9_]+-v\d+$")
 _ENTRY_POINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -183,6 +195,11 @@ def _parse_capabilities(raw: Any, where: str) -> Capabilities:
     for name in ("snapshot", "multi_agent"):
         if name in values and not isinstance(values[name], bool):
             raise RegistryError(f"{where}: capabilities.{name} must be true or false")
+    if values.get("multi_agent", False) != (api in MULTI_AGENT_APIS):
+        raise RegistryError(
+            f"{where}: capabilities.multi_agent must be true exactly when capabilities.api is "
+            f"one of {list(MULTI_AGENT_APIS)} (api is {api!r})"
+        )
     return Capabilities(**values)
 
 
@@ -215,10 +232,21 @@ def spec(env_id: str) -> EnvSpec:
     return specs[env_id]
 
 
+def single_agent_ids() -> list[str]:
+    """The ids made with :func:`make` (gymnasium envs), in registry order."""
+    return [s.id for s in registry().values() if not s.capabilities.multi_agent]
+
+
+def multi_agent_ids() -> list[str]:
+    """The ids made with :func:`make_multiagent` (PettingZoo envs), in registry order."""
+    return [s.id for s in registry().values() if s.capabilities.multi_agent]
+
+
 def register_all() -> None:
-    """Register every spec with gymnasium (idempotent)."""
+    """Register every single-agent spec with gymnasium (idempotent); PettingZoo envs are not
+    gymnasium envs and are made with :func:`make_multiagent`."""
     for env_spec in registry().values():
-        if env_spec.id in gymnasium.registry:
+        if env_spec.id in gymnasium.registry or env_spec.capabilities.multi_agent:
             continue
         gymnasium.register(
             id=env_spec.id,
@@ -245,6 +273,56 @@ def make(env_id: str, **overrides: Any) -> gymnasium.Env[Any, Any]:
     env_spec.load()  # a clear RegistryError naming the entry if the entry point is broken
     register_all()
     return gymnasium.make(env_id, **overrides)
+
+
+def make_multiagent(
+    env_id: str, **overrides: Any
+) -> AECEnv[str, Any, Any] | ParallelEnv[str, Any, Any]:
+    """Create a registered multi-agent env (PettingZoo AEC or Parallel, as its entry declares);
+    ``overrides`` overlay the registry's kwargs, as in :func:`make`.
+
+    >>> import llm_trainer
+    >>> env = llm_trainer.make_multiagent("LLMTrainer/MALT-v0", difficulty=2)
+    >>> env.possible_agents, env.unwrapped.difficulty
+    (['generator', 'verifier', 'refiner'], 2)
+
+    Raises:
+        UnknownEnvError: for an id that is not registered, with a "did you mean".
+        RegistryError: for a single-agent id (use :func:`make`), or an entry point that is
+            broken or does not build the declared kind of PettingZoo env.
+        ConfigError: for an argument the env does not take (named, with a suggestion), or a
+            bad value (the env's own one-line error, naming the id).
+    """
+    env_spec = spec(env_id)
+    api = env_spec.capabilities.api
+    if api not in MULTI_AGENT_APIS:
+        raise RegistryError(f"{env_id!r} is a {api} env; use llm_trainer.make()")
+    cls = env_spec.load()
+    _check_arguments(env_id, cls, overrides)
+    env = cls(**{**copy.deepcopy(dict(env_spec.kwargs)), **overrides})
+    from pettingzoo import AECEnv, ParallelEnv
+
+    expected = AECEnv if api == "pettingzoo-aec" else ParallelEnv
+    if not isinstance(env, expected):
+        raise RegistryError(
+            f"registry entry {env_id!r}: {env_spec.entry_point} built a "
+            f"{type(env).__name__}, not a PettingZoo {expected.__name__} (capabilities.api: {api})"
+        )
+    return env
+
+
+def _check_arguments(env_id: str, cls: type[Any], overrides: Mapping[str, Any]) -> None:
+    """Refuse keyword arguments the env's constructor does not take, in one line."""
+    parameters = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    known = [n for n, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    for name in overrides:
+        if name not in parameters:
+            raise ConfigError(
+                f"{env_id}: unknown argument {name!r}{suggest(name, known)}; "
+                f"known: {', '.join(known)}"
+            )
 
 
 def check_registry() -> list[str]:

@@ -4,6 +4,9 @@ Gymnasium's :class:`~gymnasium.spaces.Text` only accepts characters from its ``c
 default (alphanumerics) rejects spaces and punctuation, which every prompt and completion has.
 :class:`UnicodeText` keeps ``Text``'s interface (so ``check_env`` and wrappers work) but its
 membership test is "a ``str`` of at most ``max_length`` characters", any code points allowed.
+
+The multi-agent envs return :class:`TextObservation`\\ s: PettingZoo's checkers read an
+observation's ``dtype``, which a plain ``str`` lacks.
 """
 
 from __future__ import annotations
@@ -55,3 +58,28 @@ class UnicodeText(Text):
 
     def __hash__(self) -> int:
         return hash((UnicodeText, self.min_length, self.max_length))
+
+
+_UNICODE = np.dtype(str)
+
+
+class TextObservation(np.str_):
+    """A text observation of a multi-agent (PettingZoo) env: a ``str`` (and a ``numpy.str_``)
+    whose ``dtype`` is the variable-length Unicode dtype of :class:`UnicodeText` spaces.
+
+    PettingZoo's ``api_test`` checks ``observation.dtype == observation_space.dtype``. A plain
+    ``str`` has no ``dtype``, and a ``numpy.str_`` has a fixed-width one (``<U11`` for 11
+    characters) that never equals the space's ``<U``; a text space holds strings of any length
+    up to its bound, so ``<U`` is the honest dtype of every one of its elements.
+
+    >>> text = TextObservation("2 + 3 = 5 ✓")
+    >>> text == "2 + 3 = 5 ✓", isinstance(text, str), text.dtype == UnicodeText().dtype
+    (True, True, True)
+    """
+
+    __slots__ = ()
+
+    @property
+    def dtype(self) -> np.dtype[np.str_]:  # type: ignore[override]
+        """The variable-length Unicode dtype (``<U``), as every :class:`UnicodeText` has."""
+        return _UNICODE

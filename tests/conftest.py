@@ -1,5 +1,5 @@
-"""Shared fixtures: every registered env id, for the conformance suite; and the ``gpu`` marker's
-skip on a machine without a CUDA GPU."""
+"""Shared fixtures: every registered env id, single-agent and multi-agent apart, for the
+conformance suites; and the ``gpu`` marker's skip on a machine without a CUDA GPU."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import llm_trainer
+import llm_trainer.envs.registration
 
-ENV_IDS = sorted(llm_trainer.registry())
+#: Single-agent (gymnasium) ids: what the single-agent suites iterate over.
+ENV_IDS = sorted(llm_trainer.envs.registration.single_agent_ids())
+#: Multi-agent (PettingZoo) ids, made with ``llm_trainer.make_multiagent``.
+MULTIAGENT_ENV_IDS = sorted(llm_trainer.envs.registration.multi_agent_ids())
 
 # CI gets more examples; a deadline would make timing on a loaded 2-core machine a failure cause.
 settings.register_profile(

@@ -181,6 +181,7 @@ class PPOTrainer:
                 {"params": value, "lr": train.learning_rate * settings.value_lr_multiplier},
             ],
             lr=train.learning_rate,
+            betas=(0.9, train.adam_beta2),
             weight_decay=train.weight_decay,
         )
         from transformers import get_scheduler

@@ -18,9 +18,9 @@ from typing import Any
 
 import gymnasium as gym
 
-import llm_trainer
 from llm_trainer.agents import OracleAgent
 from llm_trainer.envs.problems import ProblemEnv
+from llm_trainer.envs.registration import single_agent_ids
 from llm_trainer.envs.tooluse.base import ToolUseEnv
 
 
@@ -172,7 +172,7 @@ def run_all(
     records its count.
     """
     core = pin_to_one_core()
-    env_ids = env_ids or list(llm_trainer.registry())
+    env_ids = env_ids or single_agent_ids()  # the gymnasium envs (not the PettingZoo ones)
     reference = cartpole_throughput(seconds, repeats)
     rows = []
     for env_id in env_ids:

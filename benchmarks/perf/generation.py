@@ -59,8 +59,9 @@ def bench_prompts(tokenizer: Any, n: int) -> list[list[int]]:
     import llm_trainer
     from llm_trainer.agents.backends.base import ChatPrompt, render_chat
     from llm_trainer.core.records import to_plain
+    from llm_trainer.envs.registration import single_agent_ids
 
-    env_ids = sorted(llm_trainer.registry())
+    env_ids = sorted(single_agent_ids())  # the gymnasium envs (not the PettingZoo ones)
     envs = {env_id: llm_trainer.make(env_id) for env_id in env_ids}
     prompts = []
     for i in range(n):

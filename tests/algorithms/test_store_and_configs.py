@@ -48,6 +48,41 @@ def test_config_errors_name_the_field_and_the_allowed_values(tmp_path: Path) -> 
     assert quickstart_config().name == "quickstart"
 
 
+def test_data_repeat_rebalances_matching_tasks_and_bad_patterns_are_config_errors(
+    tmp_path: Path,
+) -> None:
+    from llm_trainer.algorithms.base import AlgorithmContext
+    from llm_trainer.core.rundir import RunDir
+
+    with pytest.raises(ConfigError, match=r"data.repeat: '\(' is not a regular expression"):
+        load_config(ExperimentConfig, overrides=["data.repeat={'(': 2}"])
+    with pytest.raises(ConfigError, match=r"data.repeat\['x'\]: expected an int >= 1, got 0"):
+        load_config(ExperimentConfig, overrides=["data.repeat={x: 0}"])
+    with pytest.raises(ConfigError, match=r"train.adam_beta2 must be > 0 and < 1, got 1.0"):
+        load_config(ExperimentConfig, overrides=["train.adam_beta2=1"])
+    config = load_config(
+        ExperimentConfig,
+        overrides=[
+            "data.episodes=60",
+            "data.repeat={'^Subtract \\d+ from': 3, 'plus': 2}",
+            f"output_dir={tmp_path}",
+        ],
+    )
+    context = AlgorithmContext(config, RunDir(tmp_path / "run"))
+    data, version = context.training_data()
+    plain = oracle_trajectories("LLMTrainer/Calculator-v0", range(60), difficulty=1)
+    subtract = [t for t in plain if t.prompt.startswith("Subtract")]
+    plus = [t for t in plain if "plus" in t.prompt]
+    assert subtract
+    assert plus
+    assert len(data) == len(plain) + 2 * len(subtract) + len(plus)
+    assert sum(t.prompt.startswith("Subtract") for t in data) == 3 * len(subtract)
+    # the store keeps each trajectory once; the setting is in the provenance
+    info = context.store.info(version)
+    assert info.size == 60
+    assert info.provenance.config["repeat"] == {"^Subtract \\d+ from": 3, "plus": 2}
+
+
 @pytest.fixture(scope="module")
 def trajectories() -> list[Trajectory]:
     oracle = oracle_trajectories("LLMTrainer/MultiTool-v0", range(20), difficulty=3)

@@ -15,7 +15,12 @@ import pytest
 import llm_trainer
 import llm_trainer.envs
 from llm_trainer.core.errors import RegistryError, UnknownEnvError
-from llm_trainer.envs.registration import REGISTRY_PATH, parse_registry
+from llm_trainer.envs.registration import (
+    REGISTRY_PATH,
+    multi_agent_ids,
+    parse_registry,
+    single_agent_ids,
+)
 
 ENTRY = """
 version: 1
@@ -46,7 +51,9 @@ def test_every_concrete_env_class_under_envs_is_registered() -> None:
 
 
 def test_every_entry_point_imports_and_names_a_documented_env() -> None:
-    for spec in llm_trainer.registry().values():
+    # Multi-agent envs (PettingZoo) document agents instead: tests/envs/multiagent/.
+    for env_id in single_agent_ids():
+        spec = llm_trainer.spec(env_id)
         cls = spec.load()
         doc = inspect.getdoc(cls) or ""
         for section in ("## Description", "## Difficulty", "## Arguments", "## Version History"):
@@ -54,8 +61,11 @@ def test_every_entry_point_imports_and_names_a_documented_env() -> None:
         assert set(spec.capabilities.difficulties) == {1, 2, 3}
 
 
-def test_import_registers_every_id_with_gymnasium() -> None:
+def test_import_registers_every_single_agent_id_with_gymnasium() -> None:
     for env_id in llm_trainer.registry():
+        if env_id in multi_agent_ids():  # PettingZoo envs: llm_trainer.make_multiagent
+            assert env_id not in gym.registry
+            continue
         assert env_id in gym.registry
         env = gym.make(env_id)
         assert env.spec is not None
@@ -118,6 +128,8 @@ def test_duplicate_ids_and_duplicate_yaml_keys_are_errors() -> None:
         ("    capabilities: {api: gym}\n", "capabilities.api must be one of"),
         ("    capabilities: {snapshot: maybe}\n", "capabilities.snapshot"),
         ("    capabilities: {tool: [x]}\n", "unknown key 'tool' \\(did you mean 'tools'\\?\\)"),
+        ("    capabilities: {api: pettingzoo-aec}\n", "multi_agent must be true exactly when"),
+        ("    capabilities: {multi_agent: true}\n", "multi_agent must be true exactly when"),
     ],
 )
 def test_malformed_fields_are_errors_naming_the_entry(patch: str, message: str) -> None:
@@ -139,7 +151,7 @@ def test_import_llm_trainer_stays_light() -> None:
     code = textwrap.dedent("""
         import sys, llm_trainer, gymnasium
         gymnasium.make("LLMTrainer/Calculator-v0")
-        heavy = ("torch", "transformers", "vllm", "trl", "rank_bm25")
+        heavy = ("torch", "transformers", "vllm", "trl", "rank_bm25", "pettingzoo")
         heavy = [m for m in heavy if m in sys.modules]
         print(",".join(heavy))
     """)
