@@ -2,7 +2,8 @@
 
 ``llm-trainer envs`` lists the registered environments; ``llm-trainer evaluate`` runs an agent
 on held-out seeds; ``llm-trainer quickstart`` is the main job of ``scripts/run.sh``;
-``llm-trainer bench`` runs an agent on a benchmark suite and ``llm-trainer leaderboard`` builds
+``llm-trainer bench`` runs an agent on a benchmark suite, ``llm-trainer arena`` plays a round robin
+of agents in a two-player game (rated, with intervals) and ``llm-trainer leaderboard`` builds
 the board from result files.
 Commands with ``--json`` end with their summary as one JSON object on the last line.
 """
@@ -313,8 +314,8 @@ def algorithms(as_json: JsonFlag = False) -> None:
 
 
 _AGENT_HELP = (
-    "Agent spec: oracle, random, python:module:factory, sb3:PATH.zip, transformers:DIR, "
-    "vllm:DIR, openai:URL#model, or a saved agent directory."
+    "Agent spec: oracle, random, python:module:factory, sb3:PATH.zip, kuhn:NAME, "
+    "transformers:DIR, vllm:DIR, openai:URL#model, or a saved agent directory."
 )
 
 
@@ -436,6 +437,88 @@ def bench(
 
 
 @app.command()
+def arena(
+    entrant: Annotated[
+        list[str],
+        typer.Option(
+            help="An entrant (repeat, at least two): an agent spec as for bench (random, "
+            "kuhn:equilibrium, kuhn:always_bet, kuhn:random, transformers:DIR, a saved agent "
+            "directory...), or NAME=SPEC to name it on the board."
+        ),
+    ],
+    suite: Annotated[
+        str, typer.Option(help="Arena suite id from registry.yaml.")
+    ] = "kuhn-arena-v0",
+    out: Annotated[
+        Path | None, typer.Option(help="Result file (default: results/SUITE/arena.json).")
+    ] = None,
+    num_envs: Annotated[
+        int, typer.Option(min=1, help="Envs played in lockstep (results do not depend on it).")
+    ] = 16,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Replace a result of another configuration.")
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress", help="Progress bar on stderr (default: on a tty)."
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Play a round robin of agents in a two-player game and rate them (95% intervals)."""
+    from llm_trainer.benchmarks.arena import ArenaConfig, run_arena
+
+    try:
+        config = ArenaConfig(
+            suite=suite,
+            entrants=tuple(entrant),
+            out=out,
+            fresh=fresh,
+            num_envs=num_envs,
+            progress=progress,
+        )
+        run = run_arena(config)
+    except UserError as exc:
+        _fail(exc)
+        return
+    summary = run.result.summary
+    rows = sorted(summary["entrants"].items(), key=lambda item: -item[1]["rating"])
+    score = run.result.suite.score_key or "return"
+    table = Table(
+        title=f"{run.result.suite.id}: {summary['matches']} matches, {summary['episodes']} "
+        f"episodes, {summary['errors']} errors; rating [95% CI]"
+    )
+    for column in ("entrant", "rating [95% CI]", "games", "W-D-L", "win rate", f"{score}/episode"):
+        table.add_column(column, justify="left" if column == "entrant" else "right")
+    for name, e in rows:
+        table.add_row(
+            name,
+            f"{e['rating']:.1f} [{e['ci_low']:.1f}, {e['ci_high']:.1f}]",
+            str(e["games"]),
+            f"{e['wins']}-{e['draws']}-{e['losses']}",
+            f"{e['score_rate']:.3f}",
+            f"{e['score_per_episode']:+.3f}",
+        )
+    console.print(table)
+    how = "reused (already finished)" if run.reused else "played"
+    console.print(f"{run.path}: {how}, {run.wall_seconds:.1f} s", highlight=False)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "suite": run.result.suite.id,
+                    "suite_hash": run.result.suite.hash,
+                    "result_file": str(run.path),
+                    "reused": run.reused,
+                    **summary,
+                    "wall_seconds": round(run.wall_seconds, 3),
+                }
+            )
+        )
+
+
+@app.command()
 def leaderboard(
     files: Annotated[
         list[Path] | None, typer.Argument(help="Result files (default: results/**/*.json).")
@@ -449,6 +532,8 @@ def leaderboard(
     """Build the leaderboard (markdown, HTML, PNG) from stored result files only."""
     from llm_trainer.benchmarks.leaderboard import (
         LeaderboardConfig,
+        arena_header,
+        arena_row,
         format_interval,
         write_leaderboard,
     )
@@ -474,6 +559,14 @@ def leaderboard(
                 *(format_interval(get_metric(m.name), entry.metrics[m.name]) for m in shown),
             )
         console.print(table)
+    for arena_board in written.arenas:
+        pct = round(arena_board.confidence * 100)
+        table = Table(title=f"{arena_board.suite.id} (arena): rating [{pct}% CI]")
+        for column in arena_header(arena_board):
+            table.add_column(column, justify="left" if column == "entrant" else "right")
+        for rank, row in zip(arena_board.ranks, arena_board.rows, strict=True):
+            table.add_row(*arena_row(rank, row))
+        console.print(table)
     console.print(
         f"wrote {written.markdown}, {written.html}, {written.png} in {wall:.2f} s",
         highlight=False,
@@ -489,6 +582,7 @@ def leaderboard(
                         "png": str(written.png),
                     },
                     "boards": [b.as_dict() for b in written.boards],
+                    "arenas": [a.as_dict() for a in written.arenas],
                     "wall_seconds": round(wall, 3),
                 }
             )

@@ -8,11 +8,18 @@ its builder, so supporting a new kind of agent is one entry there:
 ``python:module:factory``  ``factory(env) -> Policy``, any importable callable
 ``sb3:PATH.zip``           the stable-baselines3 tool-choice baseline
                            (:mod:`llm_trainer.agents.sb3_agent`)
+``kuhn:NAME``              a scripted ``LLMTrainer/KuhnPoker-v0`` player: ``random``,
+                           ``always_bet`` or ``equilibrium`` (``kuhn_solver.SCRIPTED_STRATEGIES``)
 ``transformers:DIR``,      an :class:`~llm_trainer.agents.llm_agent.LLMAgent` on that backend
 ``vllm:DIR``,              (greedy, seeded with ``seed``)
 ``openai:URL#model``
 a directory                an agent saved with :meth:`~llm_trainer.agents.llm_agent.LLMAgent.save`
 =========================  ================================================================
+
+The env a policy is built for is a Gymnasium env, or a PettingZoo env for the players of a
+multi-agent game (the arena, :mod:`llm_trainer.benchmarks.arena`); the text policies
+(``random``, ``kuhn:``, the LLM agents) act in either, and a builder that needs one kind
+(``oracle``, ``sb3:``) refuses the other with a :class:`~llm_trainer.core.errors.ConfigError`.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import gymnasium as gym
 
@@ -28,8 +35,16 @@ from llm_trainer.agents.baselines import OracleAgent, RandomAgent
 from llm_trainer.agents.policy import Policy
 from llm_trainer.core.errors import ConfigError, suggest
 
+if TYPE_CHECKING:  # PettingZoo is imported only when a multi-agent env is made
+    from pettingzoo import AECEnv
+
+    #: What a policy is built for: a Gymnasium env, or a PettingZoo env (a multi-agent game).
+    AgentEnv: TypeAlias = gym.Env[Any, Any] | AECEnv[str, Any, Any]
+else:
+    AgentEnv: TypeAlias = Any
+
 #: ``builder(argument, env, seed) -> Policy``; ``argument`` is what follows ``PREFIX:``.
-AgentBuilder = Callable[[str, gym.Env[Any, Any], int], Policy]
+AgentBuilder = Callable[[str, AgentEnv, int], Policy]
 
 
 def _no_argument(spec: str, argument: str) -> None:
@@ -37,17 +52,26 @@ def _no_argument(spec: str, argument: str) -> None:
         raise ConfigError(f"agent spec {spec!r} takes no argument, got {argument!r}")
 
 
-def _oracle(argument: str, env: gym.Env[Any, Any], seed: int) -> Policy:
+def _single_agent(spec: str, env: AgentEnv) -> gym.Env[Any, Any]:
+    if not isinstance(env, gym.Env):
+        raise ConfigError(
+            f"agent spec {spec!r} plays single-agent envs, not the multi-agent "
+            f"{type(env.unwrapped).__name__}"
+        )
+    return env
+
+
+def _oracle(argument: str, env: AgentEnv, seed: int) -> Policy:
     _no_argument("oracle", argument)
-    return OracleAgent(env)
+    return OracleAgent(_single_agent("oracle", env))
 
 
-def _random(argument: str, env: gym.Env[Any, Any], seed: int) -> Policy:
+def _random(argument: str, env: AgentEnv, seed: int) -> Policy:
     _no_argument("random", argument)
     return RandomAgent(seed)
 
 
-def _python(argument: str, env: gym.Env[Any, Any], seed: int) -> Policy:
+def _python(argument: str, env: AgentEnv, seed: int) -> Policy:
     module_name, _, attr = argument.rpartition(":")
     if not module_name or not attr:
         raise ConfigError(f"agent spec 'python:{argument}' must be 'python:package.module:factory'")
@@ -73,13 +97,29 @@ def _python(argument: str, env: gym.Env[Any, Any], seed: int) -> Policy:
     return policy
 
 
-def _sb3(argument: str, env: gym.Env[Any, Any], seed: int) -> Policy:
+def _sb3(argument: str, env: AgentEnv, seed: int) -> Policy:
     if not argument:
         raise ConfigError("agent spec 'sb3:PATH.zip' needs the path of a saved model")
+    single = _single_agent(f"sb3:{argument}", env)
     # Lazy: stable-baselines3 imports torch.
     from llm_trainer.agents.sb3_agent import SB3ToolChoiceAgent
 
-    return SB3ToolChoiceAgent.load(Path(argument), env)
+    return SB3ToolChoiceAgent.load(Path(argument), single)
+
+
+def _kuhn(argument: str, env: AgentEnv, seed: int) -> Policy:
+    """A scripted Kuhn poker player (it reads its card and the betting from ``info``, so it
+    needs no env; in another env it fails on its first move)."""
+    # Lazy: the multi-agent envs import PettingZoo.
+    from llm_trainer.envs.multiagent.kuhn_solver import SCRIPTED_STRATEGIES, StrategyPolicy
+
+    if argument not in SCRIPTED_STRATEGIES:
+        raise ConfigError(
+            f"agent spec 'kuhn:{argument}': unknown Kuhn poker player"
+            f"{suggest(argument, list(SCRIPTED_STRATEGIES))}; known: "
+            + ", ".join(f"kuhn:{name}" for name in SCRIPTED_STRATEGIES)
+        )
+    return StrategyPolicy(SCRIPTED_STRATEGIES[argument](), seed=seed)
 
 
 def _llm(kind: str) -> AgentBuilder:
@@ -87,7 +127,7 @@ def _llm(kind: str) -> AgentBuilder:
     seeded with ``seed``); agents built from the same spec share one backend (one model or
     engine per process, however many envs are evaluated)."""
 
-    def build(argument: str, env: gym.Env[Any, Any], seed: int) -> Policy:
+    def build(argument: str, env: AgentEnv, seed: int) -> Policy:
         from llm_trainer.agents.backends import SamplingConfig
         from llm_trainer.agents.llm_agent import LLMAgent, LLMAgentConfig, shared_backend
 
@@ -98,7 +138,7 @@ def _llm(kind: str) -> AgentBuilder:
     return build
 
 
-def _saved_agent(argument: str, env: gym.Env[Any, Any], seed: int) -> Policy:
+def _saved_agent(argument: str, env: AgentEnv, seed: int) -> Policy:
     from llm_trainer.agents.llm_agent import LLMAgent
 
     return LLMAgent.load(argument)
@@ -110,6 +150,7 @@ AGENT_BUILDERS: dict[str, AgentBuilder] = {
     "random": _random,
     "python": _python,
     "sb3": _sb3,
+    "kuhn": _kuhn,
     "transformers": _llm("transformers"),
     "vllm": _llm("vllm"),
     "openai": _llm("openai"),
@@ -133,13 +174,13 @@ def resolve_agent_spec(spec: str) -> tuple[AgentBuilder, str]:
     if builder is None:
         raise ConfigError(
             f"unknown agent spec {spec!r}{suggest(prefix, AGENT_SPECS)}; allowed: "
-            "oracle, random, python:module:factory, sb3:PATH.zip, transformers:DIR, vllm:DIR, "
-            "openai:URL#model, or a saved agent directory"
+            "oracle, random, python:module:factory, sb3:PATH.zip, kuhn:NAME, transformers:DIR, "
+            "vllm:DIR, openai:URL#model, or a saved agent directory"
         )
     return builder, argument
 
 
-def make_agent(spec: str, env: gym.Env[Any, Any], *, seed: int = 0) -> Policy:
+def make_agent(spec: str, env: AgentEnv, *, seed: int = 0) -> Policy:
     """Build the policy named by ``spec`` for ``env`` (see the module docstring).
 
     >>> import llm_trainer

@@ -24,6 +24,16 @@ trials), pooled over the board's entries, and ``n`` the episodes (tasks) per ent
 noise floor (how far two runs of *one* agent on different seeds drift apart), it says how
 small a difference between *two* agents a paired comparison on this suite reliably finds:
 entries closer than that may tie on the board without being equal.
+
+Arena results (:mod:`.arena_results`, two-player round robins) get a board of their own, after
+the suite boards, in every format: the entrants ranked by their OpenSkill rating with its
+bootstrap 95% interval (:mod:`.ratings`; refitted from the stored matches; the intervals, with
+``min(n_resamples, N_RATING_BOOTSTRAP)`` resamples because each resample refits every match,
+are the file's when its summary was computed with the board's settings and its ratings equal
+the refit, else bootstrapped again: see :func:`~.arena_results.standings`),
+games, win/draw/loss, win rate, score per episode (chips per hand in Kuhn poker), invalid
+actions and errors, and the head-to-head table of scores per episode; entrants whose intervals
+overlap share a rank.
 """
 
 from __future__ import annotations
@@ -42,6 +52,13 @@ from typing import Any
 
 import numpy as np
 
+from llm_trainer.benchmarks.arena_results import (
+    ArenaResult,
+    ArenaStanding,
+    load_arena_result,
+    standings,
+)
+from llm_trainer.benchmarks.ratings import N_RATING_BOOTSTRAP, RatingConfig
 from llm_trainer.benchmarks.results import (
     METRICS,
     BenchResult,
@@ -69,7 +86,7 @@ from llm_trainer.benchmarks.stats import (
     stratified_variance,
     tie_ranks,
 )
-from llm_trainer.benchmarks.suites import SuiteSpec
+from llm_trainer.benchmarks.suites import ArenaSuiteSpec, SuiteSpec
 from llm_trainer.core.errors import ConfigError
 
 
@@ -189,6 +206,55 @@ class SuiteBoard:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ArenaBoard:
+    """The board of one arena result: its entrants rated from their matches."""
+
+    result: ArenaResult
+    source: Path
+    rows: list[ArenaStanding]
+    """Best rating first."""
+    ranks: list[str]
+    """Per row: entrants whose intervals overlap share a rank (``"1="``)."""
+    head_to_head: dict[str, dict[str, float]]
+    """``{row: {column: row's mean score per episode against column}}``."""
+    confidence: float
+    n_resamples: int
+
+    @property
+    def suite(self) -> ArenaSuiteSpec:
+        return self.result.suite
+
+    @property
+    def score_label(self) -> str:
+        """``chips/episode`` (the suite's score key, or ``return``, per episode)."""
+        return f"{self.suite.score_key or 'return'}/episode"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite.id,
+            "suite_hash": self.suite.hash,
+            "kind": "arena",
+            "file": str(self.source),
+            "matches": len(self.result.matches),
+            "confidence": self.confidence,
+            "n_resamples": self.n_resamples,
+            "entrants": [
+                {
+                    "rank": rank,
+                    "entrant": row.name,
+                    **row.player.as_dict(),
+                    "episodes": row.episodes,
+                    "score_per_episode": row.score_per_episode,
+                    "invalid_episodes": row.invalid_episodes,
+                    "errors": row.errors,
+                }
+                for rank, row in zip(self.ranks, self.rows, strict=True)
+            ],
+            "head_to_head": self.head_to_head,
+        }
+
+
 # -- building ----------------------------------------------------------------------------------
 
 
@@ -197,7 +263,8 @@ class ForeignFileWarning(UserWarning):
 
 
 def load_results(paths: Iterable[str | Path]) -> list[tuple[Path, BenchResult]]:
-    """Read result files (each checked; see :func:`~.results.load_result`).
+    """Read the single-agent result files among ``paths`` (each checked; see
+    :func:`~.results.load_result`); arena results are left out (see :func:`load_all`).
 
     A file that is no result at all (not JSON, or JSON without our ``schema``: another tool's
     file that the ``results/**/*.json`` glob caught) is skipped with a
@@ -207,18 +274,79 @@ def load_results(paths: Iterable[str | Path]) -> list[tuple[Path, BenchResult]]:
     Raises:
         ConfigError: for a missing file or a broken result.
     """
-    results = []
+    return load_all(paths)[0]
+
+
+def load_all(
+    paths: Iterable[str | Path],
+) -> tuple[list[tuple[Path, BenchResult]], list[tuple[Path, ArenaResult]]]:
+    """Read result files of both kinds: single-agent results and arena results
+    (:func:`~.arena_results.load_arena_result`), each checked; foreign files are skipped as in
+    :func:`load_results`.
+
+    Raises:
+        ConfigError: for a missing file or a broken result.
+    """
+    results, arenas = [], []
     for p in paths:
         try:
             results.append((Path(p), load_result(p)))
+            continue
         except NotAResultError as exc:
+            skipped = exc
+        try:
+            arenas.append((Path(p), load_arena_result(p)))
+        except NotAResultError:
             warnings.warn(
-                f"leaderboard: skipped {exc}; move it out of the results folder, or give it "
+                f"leaderboard: skipped {skipped}; move it out of the results folder, or give it "
                 "another extension",
                 ForeignFileWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-    return results
+    return results, arenas
+
+
+def build_arena_boards(
+    results: Sequence[tuple[Path, ArenaResult]], config: LeaderboardConfig | None = None
+) -> list[ArenaBoard]:
+    """One board per arena result, in the order given (ratings recomputed from the matches).
+
+    Raises:
+        ConfigError: for two results of one arena suite id (keep one: a board rates one round
+            robin).
+    """
+    config = config or LeaderboardConfig()
+    seen: dict[str, Path] = {}
+    for path, result in results:
+        if result.suite.id in seen:
+            raise ConfigError(
+                f"{path} and {seen[result.suite.id]} are both arena results of "
+                f"{result.suite.id}; keep one (ratings come from one round robin; play every "
+                "entrant in one arena run)"
+            )
+        seen[result.suite.id] = path
+    rating = RatingConfig(
+        n_resamples=min(config.n_resamples, N_RATING_BOOTSTRAP),
+        seed=config.seed,
+        confidence=config.confidence,
+    )
+    boards = []
+    for path, result in results:
+        rows, head = standings(result, rating, reuse=True)
+        ranks = tie_ranks([row.player.rating for row in rows])
+        order = sorted(range(len(rows)), key=lambda i: (-rows[i].player.rating.mean, rows[i].name))
+        boards.append(
+            ArenaBoard(
+                result,
+                path,
+                [rows[i] for i in order],
+                [ranks[i] for i in order],
+                head,
+                rating.confidence,
+                rating.n_resamples,
+            )
+        )
+    return boards
 
 
 def build_boards(
@@ -443,8 +571,83 @@ def _suite_line(suite: SuiteSpec) -> str:
     )
 
 
-def render_markdown(boards: Sequence[SuiteBoard]) -> str:
-    """The whole leaderboard as GitHub-flavoured markdown."""
+def _arena_line(board: ArenaBoard) -> str:
+    suite, result = board.suite, board.result
+    pairs = len(board.rows) * (len(board.rows) - 1) // 2
+    return (
+        f"{len(board.rows)} entrants, {len(result.matches)} matches: {len(suite.seeds)} rounds x "
+        f"{pairs} pairs, each match {suite.episodes_per_seating} deals x 2 seatings = "
+        f"{suite.episodes_per_match} episodes of {_short_env(suite.env)}; suite hash {suite.hash}"
+    )
+
+
+def _arena_note(board: ArenaBoard) -> str:
+    pct = round(board.confidence * 100)
+    score = f"`{board.suite.score_key}`" if board.suite.score_key else "return"
+    return (
+        "Rating: OpenSkill's Weng-Lin Bradley-Terry model (every entrant starts at mu 25, sigma "
+        "25/3; tau 0: fixed agents), one pass over the matches in schedule order. "
+        f"{pct}% percentile-bootstrap interval from {board.n_resamples} refits, each redrawing "
+        "every pair's match results from that pair's own matches (schedule kept). Entrants "
+        f'whose intervals overlap share a rank ("1="). A match is won by the higher total '
+        f"{score} over its episodes (each deal played from both seats); win rate = (wins + "
+        "draws / 2) / games; invalid: episodes with an invalid action."
+    )
+
+
+def arena_row(rank: str, row: ArenaStanding) -> list[str]:
+    """One entrant's cells on an arena board (the columns of :func:`arena_header`)."""
+    r = row.player
+    return [
+        rank,
+        row.name,
+        r.rating.format(1),
+        str(r.games),
+        f"{r.wins}-{r.draws}-{r.losses}",
+        f"{r.score_rate:.3f}",
+        f"{row.score_per_episode:+.3f}",
+        str(row.invalid_episodes),
+        str(row.errors),
+    ]
+
+
+def arena_header(board: ArenaBoard) -> list[str]:
+    """The columns of an arena board."""
+    return [
+        "rank",
+        "entrant",
+        f"rating [{round(board.confidence * 100)}% CI]",
+        "games",
+        "W-D-L",
+        "win rate",
+        board.score_label,
+        "invalid",
+        "errors",
+    ]
+
+
+def _arena_markdown(board: ArenaBoard) -> list[str]:
+    out = [f"## {board.suite.id} (arena)", ""]
+    out += [f"{board.suite.description} ({_arena_line(board)}; file {board.source}).", ""]
+    out += [_arena_note(board), ""]
+    header = arena_header(board)
+    out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for rank, row in zip(board.ranks, board.rows, strict=True):
+        out.append("| " + " | ".join(arena_row(rank, row)) + " |")
+    names = [row.name for row in board.rows]
+    out += ["", f"### Head to head ({board.score_label}, row against column)", ""]
+    out += ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for a in names:
+        head = board.head_to_head[a]
+        cells = [f"{head[b]:+.3f}" if b in head else "" for b in names]
+        out.append(f"| {a} | " + " | ".join(cells) + " |")
+    out.append("")
+    return out
+
+
+def render_markdown(boards: Sequence[SuiteBoard], arenas: Sequence[ArenaBoard] = ()) -> str:
+    """The whole leaderboard as GitHub-flavoured markdown: the suite boards, then the arena
+    boards."""
     out = ["# llm-trainer leaderboard", ""]
     for board in boards:
         suite, cols = board.suite, board.columns
@@ -496,6 +699,8 @@ def render_markdown(boards: Sequence[SuiteBoard]) -> str:
                 f"{format_value(m, floor.noise_floor)} | {format_value(m, board.mde[name])} |"
             )
         out.append("")
+    for arena in arenas:
+        out += _arena_markdown(arena)
     return "\n".join(out)
 
 
@@ -572,8 +777,73 @@ def _html_header(label: str, kind: str, first: str, name: bool = False) -> str:
     return f'<th{cls} data-type="{kind}" data-first="{first}">{html.escape(label)}</th>'
 
 
-def render_html(boards: Sequence[SuiteBoard], png: bytes | None = None) -> str:
-    """The leaderboard as one static, self-contained HTML page with sortable tables."""
+def _arena_html(board: ArenaBoard) -> list[str]:
+    esc = html.escape
+    sid = esc(board.suite.id)
+    header = arena_header(board)
+    kinds = ["number", "text", "number", "number", "text", "number", "number", "number", "number"]
+    firsts = ["ascending", "ascending", "descending", "descending", "descending", "descending",
+              "descending", "ascending", "ascending"]  # fmt: skip
+    parts = [
+        f'<section id="arena-{sid}"><h2>{sid} (arena)</h2>',
+        f"<p class=note>{esc(board.suite.description)} ({esc(_arena_line(board))}).</p>",
+        f"<p class=note>{esc(_arena_note(board))}</p>",
+        f'<div class=scroll><table class="sortable arena" data-suite="{sid}"><thead><tr>',
+        *(
+            _html_header(label, kind, first, name=label == "entrant")
+            for label, kind, first in zip(header, kinds, firsts, strict=True)
+        ),
+        "</tr></thead><tbody>",
+    ]
+    for rank, row in zip(board.ranks, board.rows, strict=True):
+        r = row.player
+        interval = r.rating
+        text = (
+            f"{interval.mean:.1f} <span class=ci>[{interval.low:.1f}, {interval.high:.1f}]</span>"
+        )
+        values: list[tuple[object, str]] = [
+            (rank.rstrip("="), rank),
+            (row.name, row.name),
+            (interval.mean, text),
+            (r.games, str(r.games)),
+            (f"{r.wins}-{r.draws}-{r.losses}", f"{r.wins}-{r.draws}-{r.losses}"),
+            (r.score_rate, f"{r.score_rate:.3f}"),
+            (row.score_per_episode, f"{row.score_per_episode:+.3f}"),
+            (row.invalid_episodes, str(row.invalid_episodes)),
+            (row.errors, str(row.errors)),
+        ]
+        cells = []
+        for k, (value, shown) in enumerate(values):
+            cls = ' class="name entrant"' if k == 1 else ""
+            body = shown if k == 2 else esc(shown)
+            cells.append(f'<td{cls} data-value="{esc(str(value))}">{body}</td>')
+        parts.append("<tr>" + "".join(cells) + "</tr>")
+    parts.append("</tbody></table></div>")
+    names = [row.name for row in board.rows]
+    parts += [
+        f"<h3>Head to head ({esc(board.score_label)}, row against column)</h3>",
+        '<div class=scroll><table class="sortable head-to-head"><thead><tr>',
+        _html_header("entrant", "text", "ascending", name=True),
+        *(_html_header(n, "number", "descending") for n in names),
+        "</tr></thead><tbody>",
+    ]
+    for a in names:
+        head = board.head_to_head[a]
+        cells = [f'<td class="name" data-value="{esc(a)}">{esc(a)}</td>']
+        cells += [
+            f'<td data-value="{head[b]!r}">{head[b]:+.3f}</td>' if b in head else "<td></td>"
+            for b in names
+        ]
+        parts.append("<tr>" + "".join(cells) + "</tr>")
+    parts += ["</tbody></table></div>", "</section>"]
+    return parts
+
+
+def render_html(
+    boards: Sequence[SuiteBoard], png: bytes | None = None, arenas: Sequence[ArenaBoard] = ()
+) -> str:
+    """The leaderboard as one static, self-contained HTML page with sortable tables (the suite
+    boards, then the arena boards)."""
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -697,6 +967,8 @@ def render_html(boards: Sequence[SuiteBoard], png: bytes | None = None) -> str:
             parts.append("<tr>" + "".join(cells) + "</tr>")
         parts.append("</tbody></table></div>")
         parts.append("</section>")
+    for arena in arenas:
+        parts += _arena_html(arena)
     if png is not None:
         data = base64.b64encode(png).decode()
         parts.append(
@@ -706,21 +978,25 @@ def render_html(boards: Sequence[SuiteBoard], png: bytes | None = None) -> str:
     return "\n".join(parts)
 
 
-def render_png(boards: Sequence[SuiteBoard]) -> bytes:
+def render_png(boards: Sequence[SuiteBoard], arenas: Sequence[ArenaBoard] = ()) -> bytes:
     """The ranking metric of every entry with its interval as error bars: overall (left) and
-    per env (right), one row per suite."""
+    per env (right), one row per suite; then, one row per arena, the ratings with their
+    intervals (left) and the head-to-head scores (right)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    rows = len(boards)
-    height = sum(1.2 + 0.45 * max(len(b.entries), 2) for b in boards) + 0.4
+    rows = len(boards) + len(arenas)
+    sizes = [len(b.entries) for b in boards] + [len(a.rows) for a in arenas]
+    height = sum(1.2 + 0.45 * max(n, 2) for n in sizes) + 0.4
     fig = Figure(figsize=(13, height))  # a fixed layout: constrained layout doubles the time
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, 2, squeeze=False, width_ratios=(1, 2))
     fig.subplots_adjust(left=0.17, right=0.99, top=1 - 0.45 / height, bottom=0.5 / height)
     fig.subplots_adjust(wspace=0.18, hspace=0.9 / height * rows)
     colors = [f"C{i % 10}" for i in range(10)]
-    for (left, right), board in zip(axes, boards, strict=True):
+    for (left, right), arena in zip(axes[len(boards) :], arenas, strict=True):
+        _draw_arena(left, right, arena, colors)
+    for (left, right), board in zip(axes[: len(boards)], boards, strict=True):
         entries = board.entries
         name = board.ranking_metric
         y = np.arange(len(entries))[::-1]
@@ -760,6 +1036,42 @@ def render_png(boards: Sequence[SuiteBoard]) -> bytes:
     return buffer.getvalue()
 
 
+def _draw_arena(left: Any, right: Any, board: ArenaBoard, colors: list[str]) -> None:
+    """One arena's row of the chart: ratings with intervals, and the head-to-head matrix."""
+    rows = board.rows
+    y = np.arange(len(rows))[::-1]
+    means = np.array([r.player.rating.mean for r in rows])
+    errs = np.array(
+        [[r.player.rating.mean - r.player.rating.low for r in rows],
+         [r.player.rating.high - r.player.rating.mean for r in rows]]
+    )  # fmt: skip
+    left.barh(y, means, xerr=errs, color=[colors[i % 10] for i in range(len(rows))],
+              capsize=4, alpha=0.85)  # fmt: skip
+    left.set_yticks(y, [f"{rank}  {r.name}" for rank, r in zip(board.ranks, rows, strict=True)])
+    for yi, mean in zip(y, means, strict=True):
+        left.annotate(f"{mean:.1f}", (mean, yi), xytext=(4, 6), textcoords="offset points",
+                      fontsize="small")  # fmt: skip
+    highs = [r.player.rating.high for r in rows]
+    left.set_xlim(min(0.0, *(r.player.rating.low for r in rows)) * 1.1, max(1.0, *highs) * 1.12)
+    left.set_xlabel(f"rating (OpenSkill mu, {round(board.confidence * 100)}% CI)")
+    left.set_title(f"{board.suite.id}: ratings")
+    left.grid(axis="x", alpha=0.3)
+    names = [r.name for r in rows]
+    matrix = np.array(
+        [[board.head_to_head[a].get(b, np.nan) for b in names] for a in names], dtype=np.float64
+    )
+    bound = float(np.nanmax(np.abs(matrix))) if np.isfinite(matrix).any() else 1.0
+    right.imshow(matrix, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
+    for i, j in itertools.product(range(len(names)), repeat=2):
+        if np.isfinite(matrix[i, j]):
+            dark = abs(matrix[i, j]) > 0.6 * bound
+            right.text(j, i, f"{matrix[i, j]:+.3f}", ha="center", va="center",
+                       fontsize="small", color="white" if dark else "black")  # fmt: skip
+    right.set_xticks(range(len(names)), names, fontsize="small")
+    right.set_yticks([])  # the rows are the entrants in the order of the ratings on the left
+    right.set_title(f"{board.suite.id}: {board.score_label}, row (as on the left) vs column")
+
+
 @dataclass(frozen=True, slots=True)
 class LeaderboardFiles:
     """What :func:`write_leaderboard` wrote."""
@@ -768,21 +1080,30 @@ class LeaderboardFiles:
     html: Path
     png: Path
     boards: list[SuiteBoard]
+    arenas: list[ArenaBoard] = field(default_factory=list)
 
 
 def write_leaderboard(
     paths: Iterable[str | Path], out_dir: str | Path, config: LeaderboardConfig | None = None
 ) -> LeaderboardFiles:
-    """Build the boards from result files and write ``leaderboard.md``, ``leaderboard.html``
-    and ``leaderboard.png`` into ``out_dir``."""
-    boards = build_boards(load_results(paths), config)
+    """Build the boards from result files (single-agent and arena results) and write
+    ``leaderboard.md``, ``leaderboard.html`` and ``leaderboard.png`` into ``out_dir``.
+
+    Raises:
+        ConfigError: for no result files, or a broken or conflicting one.
+    """
+    results, arena_results = load_all(paths)
+    if not results and not arena_results:
+        raise ConfigError("no result files given: the leaderboard is built from result files")
+    boards = build_boards(results, config) if results else []
+    arenas = build_arena_boards(arena_results, config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    png = render_png(boards)
+    png = render_png(boards, arenas)
     files = LeaderboardFiles(
-        out / "leaderboard.md", out / "leaderboard.html", out / "leaderboard.png", boards
+        out / "leaderboard.md", out / "leaderboard.html", out / "leaderboard.png", boards, arenas
     )
     files.png.write_bytes(png)
-    files.markdown.write_text(render_markdown(boards), encoding="utf-8")
-    files.html.write_text(render_html(boards, png), encoding="utf-8")
+    files.markdown.write_text(render_markdown(boards, arenas), encoding="utf-8")
+    files.html.write_text(render_html(boards, png, arenas), encoding="utf-8")
     return files

@@ -48,7 +48,7 @@ from llm_trainer.benchmarks.stats import (
     noise_floor,
     pass_hat_k_per_task,
 )
-from llm_trainer.benchmarks.suites import EpisodeKey, SuiteSpec, content_hash
+from llm_trainer.benchmarks.suites import ArenaSuiteSpec, EpisodeKey, SuiteSpec, content_hash
 from llm_trainer.core.errors import ConfigError, suggest
 from llm_trainer.core.records import METRIC_KEYS, FrozenDict
 from llm_trainer.core.rundir import atomic_write
@@ -648,7 +648,7 @@ def package_versions(names: Iterable[str] = PROVENANCE_PACKAGES) -> dict[str, st
     return _package_versions(names)
 
 
-def collect_provenance(suite: SuiteSpec, **extra: Any) -> dict[str, Any]:
+def collect_provenance(suite: SuiteSpec | ArenaSuiteSpec, **extra: Any) -> dict[str, Any]:
     """Where and how a result was produced: git commit, package versions, hardware, seeds."""
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
