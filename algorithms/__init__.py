@@ -9,7 +9,8 @@
   failures) that evaluation, benchmarks and every algorithm play through.
 * ``experiment.py``: one run of any algorithm (evaluate, run, evaluate, save);
   ``config.py``: the experiment's shared sections; ``models.py``: the starting model.
-* The built-ins: ``sft.py``, ``dpo.py``, ``ppo/`` (ours), ``grpo.py`` (TRL), ``reward_model.py``;
+* The built-ins: ``sft.py``, ``dpo.py``, ``ppo/`` (ours), ``grpo.py`` (TRL), ``reward_model.py``,
+  ``selfplay.py`` (one model in both seats of Kuhn poker, SPIRAL's role-conditioned baseline);
   ``hf.py`` is the one scaffold of the TRL-backed ones. ``sb3_baseline.py`` trains the
   classic-RL reference of the leaderboard.
 """
