@@ -31,7 +31,9 @@ def chat_prompts() -> list[Any]:
     from llm_trainer.core.records import to_plain
 
     prompts = []
-    for env_id in sorted(llm_trainer.registry()):
+    from llm_trainer.envs.registration import single_agent_ids
+
+    for env_id in sorted(single_agent_ids()):
         env = llm_trainer.make(env_id)
         for seed in range(4):
             observation, info = env.reset(seed=seed)
@@ -45,8 +47,9 @@ def chat_prompts() -> list[Any]:
 
 def play_lockstep(agent: Any) -> dict[str, Any]:
     import llm_trainer
+    from llm_trainer.envs.registration import single_agent_ids
 
-    env_ids = sorted(llm_trainer.registry())
+    env_ids = sorted(single_agent_ids())
     envs = [llm_trainer.make(env_id) for env_id in env_ids]
     state = {}
     for slot, env in enumerate(envs):
