@@ -87,8 +87,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from llm_trainer.agents.policy import Policy
-from llm_trainer.core.errors import BatchActError, UserError
+from llm_trainer.agents.policy import Policy, act_on_slots
+from llm_trainer.agents.policy import describe_error as _describe
+from llm_trainer.core.errors import UserError
 from llm_trainer.core.records import METRIC_KEYS, FrozenDict, to_plain
 from llm_trainer.core.seeding import derive_seed
 from llm_trainer.core.trajectory import Step, Trajectory
@@ -449,31 +450,7 @@ class _Play:
             observations.append(observation)
             infos.append({**info, "slot": slot, "agent": agent, "env_index": k})
             slots.append(slot)
-        failures: dict[int, str] = {}
-        try:
-            # one entry: ``act`` (what a policy written for one env implements); several:
-            # one batched call, as in play_episodes
-            actions: list[str | None] = (
-                [policy.act(observations[0], infos[0])]
-                if len(entries) == 1
-                else list(policy.act_batch(observations, infos))
-            )
-            if len(actions) != len(entries):
-                raise RuntimeError(
-                    f"act_batch returned {len(actions)} actions for {len(entries)} observations"
-                )
-        except UserError:
-            raise
-        except BatchActError as exc:  # some entries failed: the others' actions are in it
-            actions = list(exc.actions)
-            if len(actions) != len(entries):
-                actions = [None] * len(entries)
-            for slot, action in zip(slots, actions, strict=True):
-                if action is None:
-                    failures[slot] = _describe(exc.errors.get(slot, exc))
-        except Exception as exc:  # the whole call failed: recorded on every episode in it
-            actions = [None] * len(entries)
-            failures = dict.fromkeys(slots, _describe(exc))
+        actions, failures = act_on_slots(policy, observations, infos, slots)
         for (k, agent), slot, action in zip(entries, slots, actions, strict=True):
             if action is None:
                 reason = failures.get(slot, "the policy returned no action")
@@ -704,10 +681,6 @@ def _accepts(method: Any, parameter: str) -> bool:
         return parameter in inspect.signature(method).parameters
     except (TypeError, ValueError):
         return False
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _usage(generations: Sequence[Any]) -> TokenUsage:

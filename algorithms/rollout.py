@@ -36,8 +36,9 @@ from typing import Any
 
 import gymnasium as gym
 
-from llm_trainer.agents.policy import Policy
-from llm_trainer.core.errors import BatchActError, UserError
+from llm_trainer.agents.policy import Policy, act_on_slots
+from llm_trainer.agents.policy import describe_error as _describe
+from llm_trainer.core.errors import UserError
 from llm_trainer.core.records import METRIC_KEYS, EpisodeResult, to_plain
 from llm_trainer.core.trajectory import Step, Trajectory
 from llm_trainer.core.usage import TokenUsage
@@ -100,10 +101,6 @@ def _accepts(method: Any, parameter: str) -> bool:
         return parameter in inspect.signature(method).parameters
     except (TypeError, ValueError):
         return False
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 def play_episodes(
@@ -222,29 +219,7 @@ def play_episodes(
         states = [slots[k] for k in active]
         observations = [s.observation for s in states if s is not None]
         infos = [{**s.info, "slot": k} for k, s in zip(active, states, strict=True) if s]
-        failures: dict[int, str] = {}
-        try:
-            # one slot: ``act`` (what a policy written for one env implements); several: one
-            # batched call
-            actions: list[str | None] = (
-                [policy.act(observations[0], infos[0])]
-                if len(active) == 1
-                else list(policy.act_batch(observations, infos))
-            )
-            if len(actions) != len(active):
-                raise RuntimeError(
-                    f"act_batch returned {len(actions)} actions for {len(active)} observations"
-                )
-        except UserError:
-            raise
-        except BatchActError as exc:  # some slots failed: the others' actions are in it
-            actions = list(exc.actions)
-            for k, action in zip(active, actions, strict=True):
-                if action is None:
-                    failures[k] = _describe(exc.errors.get(k, exc))
-        except Exception as exc:  # the whole batch failed: recorded on every episode in it
-            actions = [None] * len(active)
-            failures = dict.fromkeys(active, _describe(exc))
+        actions, failures = act_on_slots(policy, observations, infos, active)
         single = len(active) == 1
         for k, action in zip(active, actions, strict=True):
             state = slots[k]

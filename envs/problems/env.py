@@ -7,7 +7,7 @@ Each family is a registry id (``LLMTrainer/Reasoning-v0``, ``Knapsack-v0``, ``TS
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple, SupportsFloat
+from typing import TYPE_CHECKING, Any, NamedTuple, SupportsFloat
 
 import gymnasium as gym
 from gymnasium.error import ResetNeeded
@@ -53,6 +53,10 @@ FAMILIES: Mapping[str, type[ProblemFamily[Any]]] = {
 DIFFICULTIES: tuple[int, ...] = (1, 2, 3)
 #: Most revisions an episode may allow (``max_revisions``).
 MAX_REVISIONS = 10
+
+
+if TYPE_CHECKING:
+    from llm_trainer.envs.problems.decompose.env import DecomposeEpisode
 
 
 class ProblemEpisode(NamedTuple):
@@ -353,7 +357,10 @@ class ProblemEnv(gym.Env[str, str]):
         """The current problem (what the oracle reads; agents must not)."""
         return self.get_state().task
 
-    def _info(self, ep: ProblemEpisode, role: str, invalid_reason: str | None) -> dict[str, Any]:
+    def _info(
+        self, ep: ProblemEpisode | DecomposeEpisode, role: str, invalid_reason: str | None
+    ) -> dict[str, Any]:
+        """The ``info`` of a step (a ``DecomposeEpisode`` starts with the same fields)."""
         ev = ep.evaluation
         started = ep.turn > 0
         return {

@@ -30,7 +30,6 @@ from llm_trainer.envs.problems.decompose.multistep import MultiStepFamily
 from llm_trainer.envs.problems.decompose.plan import PlanAction, parse_decompose_action
 from llm_trainer.envs.problems.env import MAX_REVISIONS, ProblemEnv
 from llm_trainer.envs.problems.spec import (
-    NO_CRITERIA,
     Evaluation,
     EvaluationMetrics,
     ProblemSpec,
@@ -453,28 +452,9 @@ class DecomposeEnv(ProblemEnv):
     def _decompose_info(
         self, ep: DecomposeEpisode, role: str, invalid_reason: str | None
     ) -> dict[str, Any]:
-        ev = ep.evaluation
-        started = ep.turn > 0
         current = ep.current
         return {
-            "system_prompt": self._system_prompt,
-            "tools": self.tools.specs,
-            "difficulty": ep.difficulty,
-            "role": role,
-            "turn": ep.turn,
-            "invalid_action": invalid_reason is not None,
-            "invalid_reason": invalid_reason,
-            "format_ok": started and ep.n_invalid == 0,
-            "tool_correct": started
-            and ep.task.required_tools <= ep.succeeded
-            and ep.called <= self._tool_names,
-            "exec_ok": started and ep.n_failed_calls == 0,
-            "answer_correct": ev is not None and ev.correct,
-            "success": ev is not None and ev.success,
-            "score": ev.score if ev is not None else 0.0,
-            "criteria": ev.criteria if ev is not None else NO_CRITERIA,
-            "failures": ev.failures if ev is not None else (),
-            "revisions_left": self.max_revisions - max(0, ep.n_answers - 1),
+            **self._info(ep, role, invalid_reason),
             "decomposition_valid": bool(ep.plan),
             "plan": tuple(node.id for node in ep.plan),
             "subproblem": current.id if current is not None else None,
