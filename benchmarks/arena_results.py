@@ -24,14 +24,13 @@ entrants. The leaderboard (:mod:`llm_trainer.benchmarks.leaderboard`) reads thes
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llm_trainer.benchmarks.ratings import Game, PlayerRating, RatingConfig, rate
-from llm_trainer.benchmarks.results import NotAResultError
+from llm_trainer.benchmarks.results import NotAResultError, read_result_json
 from llm_trainer.benchmarks.suites import ArenaSuiteSpec, content_hash
 from llm_trainer.core.errors import ConfigError, RegistryError
 
@@ -382,14 +381,7 @@ def load_arena_result(path: str | Path) -> ArenaResult:
             incomplete or inconsistent result.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such result file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NotAResultError(f"{path}: not a readable JSON result file ({exc})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the result file ({exc})") from None
+    data = read_result_json(path)
     if not isinstance(data, dict) or data.get("schema") != ARENA_SCHEMA:
         raise NotAResultError(
             f"{path}: not an llm-trainer arena result (no schema {ARENA_SCHEMA!r})"

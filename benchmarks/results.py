@@ -387,6 +387,23 @@ class NotAResultError(ConfigError):
     the leaderboard skips such a file with a warning, where a broken result is an error."""
 
 
+def read_result_json(path: Path) -> Any:
+    """The parsed JSON of a result file.
+
+    Raises:
+        NotAResultError: when the file is not readable JSON.
+        ConfigError: when the file is missing or unreadable.
+    """
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such result file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NotAResultError(f"{path}: not a readable JSON result file ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the result file ({exc})") from None
+
+
 def load_result(path: str | Path) -> BenchResult:
     """Read and check a result file.
 
@@ -396,14 +413,7 @@ def load_result(path: str | Path) -> BenchResult:
             incomplete or inconsistent result.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such result file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NotAResultError(f"{path}: not a readable JSON result file ({exc})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the result file ({exc})") from None
+    data = read_result_json(path)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise NotAResultError(f"{path}: not an llm-trainer benchmark result (no schema {SCHEMA!r})")
     if data.get("schema_version") != SCHEMA_VERSION:
