@@ -13,7 +13,8 @@ its builder, so supporting a new kind of agent is one entry there:
 ``transformers:DIR``,      an :class:`~llm_trainer.agents.llm_agent.LLMAgent` on that backend
 ``vllm:DIR``,              (greedy, seeded with ``seed``)
 ``openai:URL#model``
-a directory                an agent saved with :meth:`~llm_trainer.agents.llm_agent.LLMAgent.save`
+a directory                an agent saved with :meth:`~llm_trainer.agents.llm_agent.LLMAgent.save`,
+                           or a MALT team saved with :meth:`~llm_trainer.agents.team.MALTTeam.save`
 =========================  ================================================================
 
 The env a policy is built for is a Gymnasium env, or a PettingZoo env for the players of a
@@ -139,6 +140,10 @@ def _llm(kind: str) -> AgentBuilder:
 
 
 def _saved_agent(argument: str, env: AgentEnv, seed: int) -> Policy:
+    from llm_trainer.agents.team import MALTTeam, is_saved_team
+
+    if is_saved_team(argument):  # a MALT team answers as one policy
+        return MALTTeam.load(argument, seed=seed)
     from llm_trainer.agents.llm_agent import LLMAgent
 
     return LLMAgent.load(argument)

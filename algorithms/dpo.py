@@ -24,7 +24,13 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 
-from llm_trainer.algorithms.base import Algorithm, AlgorithmContext, AlgorithmResult, TrainResult
+from llm_trainer.algorithms.base import (
+    Algorithm,
+    AlgorithmContext,
+    AlgorithmResult,
+    TrainResult,
+    merged,
+)
 from llm_trainer.algorithms.config import PositiveInt, TrainConfig
 from llm_trainer.algorithms.trl_trainer import TRLTrainer
 from llm_trainer.core.config import POSITIVE, Range, check_ranges
@@ -249,8 +255,10 @@ class DPOTrainer(TRLTrainer):
                 "or dpo.samples_per_prompt, or use dpo.pairs: corrupted)"
             )
         # The reference is a frozen copy of the starting policy (with LoRA, TRL uses the base
-        # model with the adapters disabled, so no copy is needed).
-        reference = None if self.config.lora.enabled else copy.deepcopy(self.model).eval()
+        # model with the adapters disabled, so no copy is needed). A model that arrives with
+        # adapters already trained (MALT's per-role SFT then DPO) is its own reference, merged:
+        # TRL's fused LM head patches a plain model, not a peft wrapper.
+        reference = None if self.config.lora.enabled else merged(copy.deepcopy(self.model)).eval()
         return self._fit(
             TRLDPOTrainer,
             DPOConfig,

@@ -1279,8 +1279,21 @@ class MALTSettings:
     """A backend spec per role that should not be the run's model (e.g.
     ``{refiner: "vllm:runs/x/refiner"}``)."""
     sft_steps: NonNegativeInt = 0
-    """Then fine-tune a copy of the run's model per role on that role's SFT set for this many
-    steps (``train`` section otherwise), saved as ``models/<role>``; 0: data only."""
+    """Then fine-tune each role from the run's model on that role's SFT set for this many
+    steps (``train`` section otherwise); 0: no SFT. With SFT or DPO steps the trained team is
+    saved as ``team/`` (an agent for ``llm-trainer bench``)."""
+    dpo_steps: NonNegativeInt = 0
+    """Then (after its SFT) DPO each role on its sibling pairs for this many steps; 0: none."""
+    dpo_beta: Annotated[float, Range(gt=0)] = 0.1
+    """DPO's KL strength for the roles."""
+    adapters: bool = False
+    """Train one LoRA adapter per role on the shared, frozen model (``train.lora``'s rank,
+    alpha and target modules) instead of a full copy per role."""
+    votes: Annotated[int, Range(ge=1, le=9)] = 1
+    """Chains the saved team samples per answer, with a majority vote over the refiners'
+    answers (the paper's majority@3: 3); 1: one greedy chain."""
+    vote_temperature: Annotated[float, Range(gt=0)] = 0.7
+    """Sampling temperature of the saved team's roles when ``votes > 1``."""
 
     def __post_init__(self) -> None:
         check_ranges(self, "malt")
@@ -1391,45 +1404,126 @@ class MALTAlgorithm(Algorithm):
             f"{summary['tokens_per_second']} tokens/s"
         )
         artifacts = {name: str(path) for name, path in paths.items()}
-        if s.sft_steps:
-            artifacts.update(train_roles(context, model, tokenizer, data, s.sft_steps))
+        if s.sft_steps or s.dpo_steps:
+            artifacts.update(
+                train_roles(
+                    context,
+                    model,
+                    tokenizer,
+                    data,
+                    s.sft_steps,
+                    dpo_steps=s.dpo_steps,
+                    dpo_beta=s.dpo_beta,
+                    adapters=s.adapters,
+                    votes=s.votes,
+                    vote_temperature=s.vote_temperature,
+                    max_new_tokens=s.max_new_tokens,
+                )
+            )
         return AlgorithmResult(
             metrics={"malt": summary, "dataset_versions": versions}, artifacts=artifacts
         )
 
 
 def train_roles(
-    context: AlgorithmContext, model: Any, tokenizer: Any, data: MALTData, steps: int
+    context: AlgorithmContext,
+    model: Any,
+    tokenizer: Any,
+    data: MALTData,
+    steps: int = 0,
+    *,
+    dpo_steps: int = 0,
+    dpo_beta: float = 0.1,
+    adapters: bool = False,
+    votes: int = 1,
+    vote_temperature: float = 0.7,
+    max_new_tokens: int = 128,
 ) -> dict[str, str]:
-    """Fine-tune a copy of ``model`` per role on its SFT set for ``steps`` steps (the run's
-    ``train`` section otherwise; each role's checkpoints and logs under ``roles/<role>``) and
-    save it as ``models/<role>``; a role without positive branches is skipped. Returns the
-    saved directories by ``<role>_model``."""
+    """Train each role from ``model`` and save the trained team.
+
+    Per role: SFT on its positive branches for ``steps`` steps, then DPO on its sibling pairs
+    for ``dpo_steps`` (the reference is the role's model after SFT), with the run's ``train``
+    section otherwise; checkpoints and logs under ``roles/<role>/{sft,dpo}``. A role without
+    positives (or pairs) skips that phase and says so. ``adapters``: one LoRA adapter per role
+    (``train.lora``'s rank, alpha and target modules) on the shared, frozen ``model``, instead
+    of a full copy per role.
+
+    The team is saved as ``team/`` (:class:`~llm_trainer.agents.team.MALTTeam`: a saved agent
+    that ``llm-trainer bench`` and the coordinator load), acting greedily, or with ``votes``
+    chains sampled at ``vote_temperature`` and a majority vote. Returns ``team`` and, per role,
+    ``<role>_model`` (its saved model, or its adapter).
+    """
+    from llm_trainer.agents.team import MALTTeam, write_adapter_team
+    from llm_trainer.algorithms.dpo import DPOSettings, DPOTrainer
+    from llm_trainer.algorithms.evaluation import model_agent
+    from llm_trainer.algorithms.hf import apply_lora
     from llm_trainer.algorithms.sft import SFTTrainer
-    from llm_trainer.core.rundir import RunDir, atomic_directory
+    from llm_trainer.core.rundir import RunDir
 
-    train = replace(context.experiment.train, max_steps=steps, save_steps=0)
-    saved: dict[str, str] = {}
+    train = replace(context.experiment.train, save_steps=0)
+    lora = replace(train.lora, enabled=True) if adapters else train.lora
+    # with adapters the role's model is wrapped once, here; the trainers must not wrap it again
+    phase_train = replace(train, lora=replace(train.lora, enabled=False)) if adapters else train
+    trained: dict[str, Any] = {}
     for role in ROLES:
-        positives = data.sft(role)
-        if not positives:
+        current = copy.deepcopy(model)
+        if adapters:
+            current = apply_lora(current, lora)
+        positives, pairs = data.sft(role), data.dpo(role, system_prompt=context.system_prompt)
+        root = context.run.path / "roles" / role
+        if steps and positives:
+            sft = SFTTrainer(
+                current,
+                tokenizer,
+                replace(phase_train, max_steps=steps),
+                RunDir(root / "sft"),
+                seed=context.seed,
+                system_prompt=context.system_prompt,
+            )
+            result = sft.train(positives)
+            current = sft.model
+            context.log(f"MALT {role}: SFT on {len(positives)} branches, {result.steps} steps")
+        elif steps:
             context.log(f"MALT {role}: no positive branch, no SFT")
-            continue
-        trainer = SFTTrainer(
-            copy.deepcopy(model),
+        if dpo_steps and pairs:
+            dpo = DPOTrainer(
+                current,
+                tokenizer,
+                replace(phase_train, max_steps=dpo_steps),
+                DPOSettings(beta=dpo_beta),
+                RunDir(root / "dpo"),
+                seed=context.seed,
+            )
+            result = dpo.train(pairs)
+            current = dpo.model
+            context.log(f"MALT {role}: DPO on {len(pairs)} pairs, {result.steps} steps")
+        elif dpo_steps:
+            context.log(f"MALT {role}: no sibling pair, no DPO")
+        trained[role] = current.eval()
+    temperature = vote_temperature if votes > 1 else 0.0
+    team_dir = context.run.path / "team"
+    if adapters:
+        write_adapter_team(
+            team_dir,
+            model,
             tokenizer,
-            train,
-            RunDir(context.run.path / "roles" / role),
-            seed=context.seed,
-            system_prompt=context.system_prompt,
+            trained,
+            agent={"sampling": {"temperature": temperature, "max_new_tokens": max_new_tokens}},
+            votes=votes,
         )
-        result = trainer.train(positives)
-        context.log(f"MALT {role}: SFT on {len(positives)} branches, {result.steps} steps")
-        trained = trainer.model
-
-        def save(tmp: Path, trained: Any = trained) -> None:
-            trained.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-
-        saved[f"{role}_model"] = str(atomic_directory(context.run.path / "models" / role, save))
-    return saved
+        paths = {f"{role}_model": str(team_dir / "adapters" / role) for role in ROLES}
+    else:
+        agents = {
+            role: model_agent(
+                trained[role],
+                tokenizer,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                seed=context.seed,
+            )
+            for role in ROLES
+        }
+        MALTTeam(agents, votes=votes).save(team_dir)
+        paths = {f"{role}_model": str(team_dir / role / "model") for role in ROLES}
+    context.log(f"MALT: the trained team is saved in {team_dir} (an agent for bench)")
+    return {"team": str(team_dir), **paths}

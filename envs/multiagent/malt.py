@@ -133,7 +133,11 @@ class MALTEpisode(NamedTuple):
     done: bool = False
 
 
-def _last_answer(text: str) -> str | None:
+#: A round in which no role has acted yet.
+NO_ROUND = MALTRound()
+
+
+def read_last_answer(text: str) -> str | None:
     """The content of the last complete ``<answer>...</answer>`` block, stripped (linear)."""
     close = text.rfind(ANSWER_CLOSE)
     start = text.rfind(ANSWER_OPEN, 0, close) if close >= 0 else -1
@@ -142,7 +146,7 @@ def _last_answer(text: str) -> str | None:
     return text[start + len(ANSWER_OPEN) : close].strip()
 
 
-def _final_answer(text: str) -> tuple[str | None, str | None]:
+def read_final_answer(text: str) -> tuple[str | None, str | None]:
     """The refiner's answer (exactly one ``<answer>...</answer>`` block, any text around it)
     and the reason it is invalid, if it is."""
     opens, closes = text.count(ANSWER_OPEN), text.count(ANSWER_CLOSE)
@@ -154,6 +158,44 @@ def _final_answer(text: str) -> tuple[str | None, str | None]:
     if start < 0 or close < start:
         return None, "unclosed tag: <answer> must come before </answer>"
     return text[start + len(ANSWER_OPEN) : close].strip(), None
+
+
+def render_view(
+    agent: str,
+    question: str,
+    current: MALTRound = NO_ROUND,
+    previous: MALTRound = NO_ROUND,
+    protocol: Mapping[str, tuple[str, ...]] = PROTOCOL,
+) -> str:
+    """What ``agent`` observes (:data:`PROTOCOL`): the question and the messages of the
+    ``current`` and ``previous`` rounds it may see, each under its heading; a text not written
+    yet (``None``) is left out, an empty one (an invalid action) shows as ``(none)``. The env's
+    observations and a :class:`~llm_trainer.agents.team.MALTTeam` playing a single-agent env
+    both render through it, so a team trained here sees the same text there.
+
+    >>> print(render_view("refiner", "What is 2 + 2?", MALTRound("2 + 2 = 4.", "Correct.")))
+    Question:
+    What is 2 + 2?
+    <BLANKLINE>
+    Proposed solution:
+    2 + 2 = 4.
+    <BLANKLINE>
+    Critique:
+    Correct.
+    """
+    texts = {
+        "question": question,
+        "solution": current.solution,
+        "critique": current.critique,
+        "previous_solution": previous.solution,
+        "previous_critique": previous.critique,
+        "previous_answer": previous.final,
+    }
+    return "\n\n".join(
+        f"{_HEADINGS[name]}\n{texts[name] or _EMPTY}"
+        for name in protocol[agent]
+        if texts[name] is not None
+    )
 
 
 class MALTEnv(AECEnv[str, str, str]):
@@ -461,9 +503,9 @@ class MALTEnv(AECEnv[str, str, str]):
         if not action.strip():
             return "", None, "empty text"
         if AGENTS[index] == REFINER:
-            answer, reason = _final_answer(action)
+            answer, reason = read_final_answer(action)
             return ("", None, reason) if reason is not None else (action, answer, None)
-        return action, _last_answer(action) if AGENTS[index] == GENERATOR else None, None
+        return action, read_last_answer(action) if AGENTS[index] == GENERATOR else None, None
 
     def _act(self, ep: MALTEpisode, index: int, action: str) -> MALTEpisode:
         text, answer, reason = self._read(index, action)
@@ -523,22 +565,9 @@ class MALTEnv(AECEnv[str, str, str]):
             self.agent_selection = self.agents[0] if self.agents else REFINER
 
     def _view(self, ep: MALTEpisode, agent: str) -> str:
-        current = ep.rounds[-1]
-        previous = ep.rounds[-2] if len(ep.rounds) > 1 else MALTRound()
-        texts = {
-            "question": ep.task.statement,
-            "solution": current.solution,
-            "critique": current.critique,
-            "previous_solution": previous.solution,
-            "previous_critique": previous.critique,
-            "previous_answer": previous.final,
-        }
-        parts = [
-            f"{_HEADINGS[name]}\n{texts[name] or _EMPTY}"
-            for name in self.protocol[agent]
-            if texts[name] is not None
-        ]
-        return "\n\n".join(parts)[: self.observation_length]
+        previous = ep.rounds[-2] if len(ep.rounds) > 1 else NO_ROUND
+        view = render_view(agent, ep.task.statement, ep.rounds[-1], previous, self.protocol)
+        return view[: self.observation_length]
 
     def _info(self, ep: MALTEpisode, index: int) -> dict[str, Any]:
         final, own = ep.final_evaluation, ep.generator_evaluation

@@ -506,29 +506,95 @@ def test_malt_runs_end_to_end_through_llm_trainer_train(tmp_path: Path) -> None:
         assert summary[f"{role}_training"] == str(run / f"{role}_training.json")
 
 
-def test_sft_per_role_trains_one_model_per_role_on_its_positive_branches(
+def _role_context(tmp_path: Path, **lora: Any) -> Any:
+    from llm_trainer.algorithms.base import AlgorithmContext
+    from llm_trainer.algorithms.config import ExperimentConfig, LoRAConfig, TrainConfig
+    from llm_trainer.core.rundir import RunDir
+
+    train = TrainConfig(batch_size=4, warmup_steps=0, lora=LoRAConfig(**lora))
+    experiment = ExperimentConfig(name="malt", algorithm="malt", train=train)
+    return AlgorithmContext(experiment, RunDir(tmp_path / "run"), log=lambda message: None)
+
+
+def test_sft_then_dpo_per_role_trains_one_model_per_role_and_saves_a_team_bench_loads(
     tiny: tuple[Any, Any], tmp_path: Path
 ) -> None:
     pytest.importorskip("trl")
     from transformers import AutoModelForCausalLM
 
-    from llm_trainer.algorithms.base import AlgorithmContext
-    from llm_trainer.algorithms.config import ExperimentConfig, TrainConfig
+    from llm_trainer.agents.factory import make_agent
+    from llm_trainer.agents.team import MALTTeam
     from llm_trainer.algorithms.malt import train_roles
-    from llm_trainer.core.rundir import RunDir
 
     model, tokenizer = tiny
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    experiment = ExperimentConfig(
-        name="malt", algorithm="malt", train=TrainConfig(batch_size=4, warmup_steps=0)
-    )
-    context = AlgorithmContext(experiment, RunDir(tmp_path / "run"), log=lambda message: None)
-    saved = train_roles(context, model, tokenizer, _scripted_data(), steps=2)
-    assert set(saved) == {f"{r}_model" for r in ROLES}
+    data = _scripted_data()
+    assert all(data.sft(r) for r in ROLES)
+    assert all(data.dpo(r) for r in ("generator", "verifier"))
+    context = _role_context(tmp_path)
+    saved = train_roles(context, model, tokenizer, data, 2, dpo_steps=2, votes=3)
+    assert set(saved) == {"team"} | {f"{r}_model" for r in ROLES}
     for role in ROLES:
         trained = AutoModelForCausalLM.from_pretrained(saved[f"{role}_model"])
         changed = any(
             not v.equal(before[k]) for k, v in trained.state_dict().items() if k in before
         )
         assert changed, role
+        assert (context.run.path / "roles" / role / "sft").is_dir()
+    # DPO ran for exactly the roles with sibling pairs
+    dpo_roles = {r for r in ROLES if data.dpo(r)}
+    assert {r for r in ROLES if (context.run.path / "roles" / r / "dpo").is_dir()} == dpo_roles
     assert all(v.equal(before[k]) for k, v in model.state_dict().items())  # copies trained
+    env = llm_trainer.make("LLMTrainer/Reasoning-v0")
+    team = make_agent(saved["team"], env, seed=0)
+    assert isinstance(team, MALTTeam)
+    assert team.votes == 3
+    assert len({id(p) for p in team.policies().values()}) == 3  # one model per role
+    observation, info = env.reset(seed=0)
+    team.reset(seed=0)
+    action = team.act(observation, info)
+    assert isinstance(action, str)
+    assert len(team.last_chains()) == 3
+    team.close()
+
+
+def test_lora_adapter_per_role_on_one_base_trains_only_adapters_and_loads_and_acts(
+    tiny: tuple[Any, Any], tmp_path: Path
+) -> None:
+    pytest.importorskip("peft")
+    from llm_trainer.agents.coordinator import play_multiagent
+    from llm_trainer.agents.team import AdapterRole, MALTTeam
+    from llm_trainer.algorithms.malt import train_roles
+
+    model, tokenizer = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    context = _role_context(tmp_path, r=4, alpha=8)
+    saved = train_roles(
+        context, model, tokenizer, _scripted_data(), 2, dpo_steps=2, adapters=True,
+        max_new_tokens=8,
+    )  # fmt: skip
+    assert all(v.equal(before[k]) for k, v in model.state_dict().items())  # base untouched
+    team_dir = Path(saved["team"])
+    assert (team_dir / "base" / "config.json").is_file()
+    for role in ROLES:
+        assert (Path(saved[f"{role}_model"]) / "adapter_config.json").is_file()
+    team = MALTTeam.load(team_dir)
+    roles = team.policies()
+    assert all(isinstance(p, AdapterRole) for p in roles.values())
+    assert len({id(p.backend) for p in roles.values()}) == 1  # one base model in memory
+    peft_model = roles["generator"].backend.model
+    assert set(peft_model.peft_config) == set(ROLES)
+    # each role acts with its own adapter: the adapters' weights differ after training
+    deltas = {
+        role: next(
+            v.clone()
+            for k, v in peft_model.state_dict().items()
+            if "lora_B" in k and k.endswith(f"{role}.weight")
+        )
+        for role in ROLES
+    }
+    assert not deltas["generator"].equal(deltas["refiner"])
+    [episode] = play_multiagent("LLMTrainer/MALT-v0", roles, [0], num_envs=1)
+    assert [e.agent for e in episode.transcript] == list(ROLES)
+    assert episode.error is None
+    team.close()
