@@ -33,6 +33,7 @@ is reported whatever its sign. Writes ``results.json``, ``per_problem.jsonl`` an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -99,12 +100,16 @@ def _wrong_answer(env: Any, task: Any, rng: np.random.Generator) -> str | None:
     return None
 
 
-def warm_start_demos(problems: int, difficulty: int, seed: int) -> list[Any]:
+def warm_start_demos(
+    problems: int, difficulty: int, seed: int, config: Mapping[str, Any]
+) -> list[Any]:
     """One oracle demonstration per role per problem, as one-step trajectories."""
     from llm_trainer.core.trajectory import Step, Trajectory
     from llm_trainer.envs.multiagent.malt import SYSTEM_PROMPTS, MALTRound, render_view
 
-    env = llm_trainer.make_multiagent("LLMTrainer/MALT-v0", difficulty=difficulty)
+    env = llm_trainer.make_multiagent(
+        "LLMTrainer/MALT-v0", difficulty=difficulty, config=dict(config)
+    )
     rng = np.random.default_rng([seed, 7])
     demos = []
     for i in range(problems):
@@ -201,14 +206,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--difficulty", type=int, default=1)
+    parser.add_argument(
+        "--kinds",
+        default="arithmetic,ordering",
+        help="Reasoning-v0 problem kinds (comma-separated; also knights)",
+    )
     parser.add_argument("--warm-problems", type=int, default=3000)
-    parser.add_argument("--warm-steps", type=int, default=600)
+    parser.add_argument("--warm-steps", type=int, default=1200)
+    parser.add_argument("--warm-lr", type=float, default=1e-3)
     parser.add_argument("--questions", type=int, default=24, help="MALT trees per seed")
     parser.add_argument("--branching", type=int, default=3, help="n (the paper's 3)")
     parser.add_argument("--data-temperature", type=float, default=0.7)
     parser.add_argument("--sft-steps", type=int, default=40)
     parser.add_argument("--dpo-steps", type=int, default=20)
     parser.add_argument("--dpo-beta", type=float, default=0.1)
+    parser.add_argument("--role-lr", type=float, default=2e-4, help="per-role SFT and DPO")
     parser.add_argument("--eval-problems", type=int, default=100)
     parser.add_argument("--vote-temperature", type=float, default=0.7)
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -243,22 +255,45 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         n_heads=max(1, args.hidden // 32),
         intermediate_size=args.hidden * 8 // 3 // 8 * 8,
     )
-    model, tokenizer = load_model(ModelConfig(tiny=tiny), out / "init_model", seed=0)
+    family_config = {"kinds": [k.strip() for k in args.kinds.split(",") if k.strip()]}
     train = TrainConfig(
         max_steps=args.warm_steps,
         batch_size=16,
-        learning_rate=1e-3,
+        learning_rate=args.warm_lr,
+        adam_beta2=0.98,
         warmup_steps=min(20, args.warm_steps // 10),
         max_length=1024,
         logging_steps=50,
     )
-    demos = warm_start_demos(args.warm_problems, args.difficulty, seed=0)
-    log(f"warm start: SFT on {len(demos)} role demonstrations, {args.warm_steps} steps")
-    sft = SFTTrainer(model, tokenizer, train, RunDir(out / "warm_start"), seed=0)
-    sft.train(demos)
-    warm = sft.model.eval()
+    # The warm start is shared by every seed and kept: a rerun with the same settings reuses it.
+    warm_key = {
+        "model": dataclasses.asdict(tiny),
+        "warm_problems": args.warm_problems,
+        "warm_steps": args.warm_steps,
+        "warm_lr": args.warm_lr,
+        "difficulty": args.difficulty,
+        "kinds": family_config["kinds"],
+    }
+    warm_dir = out / "warm_model"
+    key_file = warm_dir / "warm_start.json"
+    if key_file.is_file() and json.loads(key_file.read_text()) == warm_key:
+        log(f"warm start: reusing {warm_dir}")
+        warm, tokenizer = load_model(ModelConfig(path=str(warm_dir)), warm_dir)
+    else:
+        model, tokenizer = load_model(ModelConfig(tiny=tiny), out / "init_model", seed=0)
+        demos = warm_start_demos(args.warm_problems, args.difficulty, 0, family_config)
+        log(f"warm start: SFT on {len(demos)} role demonstrations, {args.warm_steps} steps")
+        sft = SFTTrainer(model, tokenizer, train, RunDir(out / "warm_start"), seed=0)
+        sft.train(demos)
+        warm = sft.model
+        warm.save_pretrained(warm_dir)
+        tokenizer.save_pretrained(warm_dir)
+        key_file.write_text(json.dumps(warm_key, indent=2) + "\n")
+    warm.eval()
 
-    env = llm_trainer.make_multiagent("LLMTrainer/MALT-v0", difficulty=args.difficulty)
+    env = llm_trainer.make_multiagent(
+        "LLMTrainer/MALT-v0", difficulty=args.difficulty, config=family_config
+    )
     tasks = []
     for i in range(args.eval_problems):
         env.reset(seed=EVAL_OFFSET + i)
@@ -276,7 +311,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             branching_factor=args.branching,
             temperature=args.data_temperature,
             max_new_tokens=args.max_new_tokens,
-            env_kwargs={"family": "reasoning", "difficulty": args.difficulty},
+            env_kwargs={
+                "family": "reasoning",
+                "difficulty": args.difficulty,
+                "config": family_config,
+            },
             seed=seed,
         )
         first = 10_000 * (seed + 1)
@@ -286,7 +325,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             name=f"malt-seed{seed}",
             algorithm="malt",
             seed=seed,
-            train=replace(train, max_steps=1, learning_rate=5e-4, warmup_steps=0, logging_steps=10),
+            train=replace(
+                train, max_steps=1, learning_rate=args.role_lr, warmup_steps=0, logging_steps=10
+            ),
         )
         context = AlgorithmContext(experiment, RunDir(out / f"seed{seed}"), log=log)
         saved = train_roles(
