@@ -3,8 +3,9 @@
 ``llm-trainer envs`` lists the registered environments; ``llm-trainer evaluate`` runs an agent
 on held-out seeds; ``llm-trainer quickstart`` is the main job of ``scripts/run.sh``;
 ``llm-trainer bench`` runs an agent on a benchmark suite, ``llm-trainer arena`` plays a round robin
-of agents in a two-player game (rated, with intervals) and ``llm-trainer leaderboard`` builds
-the board from result files.
+of agents in a two-player game (rated, with intervals), ``llm-trainer leaderboard`` builds
+the board from result files and ``llm-trainer analyze`` mines the failure modes of a run or of
+results.
 Commands with ``--json`` end with their summary as one JSON object on the last line.
 """
 
@@ -584,6 +585,74 @@ def leaderboard(
                     "boards": [b.as_dict() for b in written.boards],
                     "arenas": [a.as_dict() for a in written.arenas],
                     "wall_seconds": round(wall, 3),
+                }
+            )
+        )
+
+
+@app.command()
+def analyze(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A run directory (its trajectories.db), a benchmark result file "
+            "(results/SUITE/AGENT.json) or a folder of result files."
+        ),
+    ],
+    dataset: Annotated[
+        str | None, typer.Option(help="Only this dataset of a run (its name or id).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for failure_modes.png and .json (default: beside PATH)."),
+    ] = None,
+    examples: Annotated[int, typer.Option(min=0, help="Examples kept per failure mode.")] = 3,
+    windows: Annotated[int, typer.Option(min=1, help="Windows of the trend over episodes.")] = 5,
+    as_json: JsonFlag = False,
+) -> None:
+    """Mine failure modes: print the table, write the chart (PNG) and the report (JSON)."""
+    from llm_trainer.analysis.failure_modes import (
+        comparison_table,
+        plot_failure_modes,
+        reports_to_json,
+    )
+    from llm_trainer.analysis.sources import analyze_path
+    from llm_trainer.benchmarks.results import write_json_atomic
+
+    try:
+        found = analyze_path(path, dataset=dataset, out=out, examples=examples, windows=windows)
+        reports = found.reports
+        if len(reports) > 1:
+            print(comparison_table(reports), end="\n\n")
+        for report in reports:
+            print(report.table(), end="\n\n")
+        try:
+            chart = plot_failure_modes(reports, found.chart)
+        except ModuleNotFoundError as exc:
+            raise UserError(
+                f"the chart needs {exc.name} (pip install 'llm-trainer[bench]')"
+            ) from None
+        write_json_atomic(found.report, reports_to_json(reports))
+    except UserError as exc:
+        _fail(exc)
+        return
+    console.print(f"wrote {chart} and {found.report}", highlight=False)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "source": found.source,
+                    "chart": str(chart),
+                    "report": str(found.report),
+                    "reports": [
+                        {
+                            "name": r.name,
+                            "episodes": r.episodes,
+                            "failures": r.failures,
+                            "counts": dict(r.counts),
+                        }
+                        for r in reports
+                    ],
                 }
             )
         )

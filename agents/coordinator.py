@@ -35,7 +35,8 @@ player, a remote model). Around that loop, what every multi-agent algorithm need
   ``system_prompt``, ``tools`` and ``difficulty`` the trajectory's), then one
   :class:`~llm_trainer.core.trajectory.Step` per action of its own, whose ``observation`` and
   ``reward`` are what ``env.last()`` gave it at its next turn (the rewards of every step in
-  between, the other agents' included) and whose ``metrics`` come from its info then; with
+  between, the other agents' included) and whose ``metrics`` (and the failure-explaining part
+  of its ``info``, :func:`~llm_trainer.core.trajectory.step_info`) come from its info then; with
   ``last_generation(slot)`` (LLM agents) a step keeps the prompt token ids, sampled token ids
   and log-probs. The episode adds the shared transcript (every action in AEC order, with the
   rewards of that step), each agent's return, its final ``info`` and, for policies with
@@ -92,7 +93,7 @@ from llm_trainer.agents.policy import describe_error as _describe
 from llm_trainer.core.errors import UserError
 from llm_trainer.core.records import METRIC_KEYS, FrozenDict, to_plain
 from llm_trainer.core.seeding import derive_seed
-from llm_trainer.core.trajectory import Step, Trajectory
+from llm_trainer.core.trajectory import Step, Trajectory, step_info
 from llm_trainer.core.usage import TokenUsage
 from llm_trainer.envs.common import registered_ids, short_repr
 from llm_trainer.envs.registration import make_multiagent
@@ -222,6 +223,7 @@ class _Seat:
                     terminated=terminated,
                     truncated=truncated,
                     metrics={m: bool(info.get(m, False)) for m in METRIC_KEYS},
+                    info=step_info(info),
                     **tokens,
                 )
             )

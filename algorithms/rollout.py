@@ -12,7 +12,10 @@ pending task. Around that loop, one place for what every caller needs:
 * **Token-faithful records**: every step is a :class:`~llm_trainer.core.trajectory.Step`; when
   the policy exposes ``last_generation(slot)`` (LLM agents), the step keeps the exact prompt
   token ids, sampled token ids and their log-probs. Token usage per episode comes from
-  ``episode_generations(slot)`` (or ``last_usage`` for one slot).
+  ``episode_generations(slot)`` (or ``last_usage`` for one slot). Each step also keeps the
+  part of the env's ``info`` that explains failures (``invalid_reason``, a problem's
+  ``failures`` and ``score``...: :func:`~llm_trainer.core.trajectory.step_info`), which
+  :mod:`llm_trainer.analysis.failure_modes` reads.
 * **Failures**: a slot whose policy or env fails records the error on its trajectory and its
   siblings go on (a batched policy reports per-slot failures with
   :class:`~llm_trainer.core.errors.BatchActError`, whose ``actions`` carry the others'
@@ -40,7 +43,7 @@ from llm_trainer.agents.policy import Policy, act_on_slots
 from llm_trainer.agents.policy import describe_error as _describe
 from llm_trainer.core.errors import UserError
 from llm_trainer.core.records import METRIC_KEYS, EpisodeResult, to_plain
-from llm_trainer.core.trajectory import Step, Trajectory
+from llm_trainer.core.trajectory import Step, Trajectory, step_info
 from llm_trainer.core.usage import TokenUsage
 from llm_trainer.envs.registration import make
 
@@ -253,6 +256,7 @@ def play_episodes(
                     terminated=bool(terminated),
                     truncated=bool(truncated),
                     metrics={m: bool(info.get(m, False)) for m in METRIC_KEYS},
+                    info=step_info(info),
                     **_token_record(policy, k),
                 )
             )

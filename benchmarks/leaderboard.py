@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from llm_trainer.analysis.failure_modes import REPORT_SUFFIX
 from llm_trainer.benchmarks.arena_results import (
     ArenaResult,
     ArenaStanding,
@@ -270,6 +271,8 @@ def load_results(paths: Iterable[str | Path]) -> list[tuple[Path, BenchResult]]:
     file that the ``results/**/*.json`` glob caught) is skipped with a
     :class:`ForeignFileWarning` naming it, so that one stray file never stops the board; a
     broken result of ours (another schema version, missing episodes) is still an error.
+    The failure-mode reports ``llm-trainer analyze`` writes beside results
+    (``*failure_modes.json``) are skipped without a warning.
 
     Raises:
         ConfigError: for a missing file or a broken result.
@@ -289,6 +292,8 @@ def load_all(
     """
     results, arenas = [], []
     for p in paths:
+        if Path(p).name.endswith(REPORT_SUFFIX):  # our own analysis, not a result
+            continue
         try:
             results.append((Path(p), load_result(p)))
             continue

@@ -16,7 +16,7 @@ One JSON file per (agent, suite)::
         {"env_id", "difficulty", "seed", "index", "env_seed", "metrics": {"success",
          "tool_correct", "format_ok", "exec_ok", "answer_correct"}, "reward", "turns",
          "action_chars", "observation_chars", "prompt_tokens", "completion_tokens",
-         "seconds", "error"}, ...],
+         "seconds", "error", "failure_mode"}, ...],   # failure_mode: failed episodes only
       "summary": {...}                  # see summarize(); recomputable from "episodes"
     }
 
@@ -103,6 +103,10 @@ class EpisodeRecord:
     trial: int | None = None
     """Which attempt at the task, in a suite with ``trials``; ``None`` (and absent from the
     file) otherwise."""
+    failure_mode: str | None = None
+    """Why a failed episode failed: its primary mode
+    (:func:`llm_trainer.analysis.failure_modes.classify`); ``None`` (and absent from the file)
+    for a success, and in files written before it was recorded."""
 
     @property
     def key(self) -> EpisodeKey:
@@ -134,6 +138,8 @@ class EpisodeRecord:
         }
         if self.trial is not None:
             data["trial"] = self.trial
+        if self.failure_mode is not None:
+            data["failure_mode"] = self.failure_mode
         return data
 
     @classmethod
@@ -165,6 +171,7 @@ class EpisodeRecord:
                 seconds=float(_typed(data["seconds"], (int, float))),
                 error=_optional(data["error"], str),
                 trial=_optional(data.get("trial"), int),
+                failure_mode=_optional(data.get("failure_mode"), str),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: malformed episode record ({exc})") from None
@@ -191,6 +198,7 @@ _RECORD_FIELDS = frozenset(
         "seconds",
         "error",
         "trial",
+        "failure_mode",
     ]
 )
 

@@ -60,6 +60,7 @@ from rich.progress import (
 from llm_trainer.agents.factory import make_agent, resolve_agent_spec
 from llm_trainer.agents.policy import Policy
 from llm_trainer.algorithms.rollout import EpisodeTask, play_episodes
+from llm_trainer.analysis.failure_modes import classify
 from llm_trainer.benchmarks.results import (
     SCHEMA_VERSION,
     BenchResult,
@@ -258,6 +259,7 @@ class EpisodePlayer:
             seconds=episode.seconds,
             error=t.error,
             trial=key.trial,
+            failure_mode=None if t.success else classify(t),
         )
 
     def close(self) -> None:

@@ -20,6 +20,70 @@ from llm_trainer.core.records import METRIC_KEYS, freeze, to_plain
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 
+#: The keys of an env's ``info`` that a :class:`Step` keeps when the env reports them: what
+#: explains a failure beyond the five metrics (:mod:`llm_trainer.analysis.failure_modes`).
+#: The rest of ``info`` (system prompt, tool specs, the metrics) is recorded elsewhere or is the
+#: same at every step.
+STEP_INFO_KEYS: tuple[str, ...] = (
+    "invalid_reason",  # every text env: why the action was invalid (``None``: it was valid)
+    "score",  # problem envs, MALT: the latest answer's score
+    "failures",  # problem envs, MALT: why it fell short ("infeasible: ...", "wrong: ...")
+    "agent",  # multi-agent envs: whose info this is
+    "round",  # MALT: the round (1-based)
+    "generator_correct",  # MALT: the generator's own answer was right
+    "refiner_correct",  # MALT: the team's final answer was right
+    "decomposition_valid",  # Decompose-v0: a valid plan was given
+    "subproblem",  # Decompose-v0: the sub-problem being solved
+    "chips",  # Kuhn poker: the seat's winnings at the end of the hand
+)
+#: Longest text a step's ``info`` keeps per value (longer ones are cut, ending in "...").
+MAX_INFO_TEXT = 200
+#: Most items a step's ``info`` keeps of a list or mapping value.
+MAX_INFO_ITEMS = 8
+_INFO_SCALARS = (bool, int, float)
+
+
+def step_info(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an env's ``info`` a :class:`Step` keeps: the :data:`STEP_INFO_KEYS` present
+    and not ``None``, texts cut to :data:`MAX_INFO_TEXT` characters, lists and mappings to
+    :data:`MAX_INFO_ITEMS` items of scalars or texts (anything else is left out). Never
+    raises, whatever the env put there.
+
+    >>> kept = step_info({"invalid_reason": None, "score": 0.5, "failures": ("x" * 900,)})
+    >>> sorted(kept), len(kept["failures"][0]), kept["failures"][0][-4:]
+    (['failures', 'score'], 200, 'x...')
+    """
+    kept: dict[str, Any] = {}
+    for key in STEP_INFO_KEYS:
+        value = info.get(key)
+        if value is None:
+            continue
+        value = _small(value)
+        if value is not None and value != () and value != {}:
+            kept[key] = value
+    return kept
+
+
+def _short_text(text: str) -> str:
+    return text if len(text) <= MAX_INFO_TEXT else f"{text[: MAX_INFO_TEXT - 3]}..."
+
+
+def _small(value: Any) -> Any:
+    """``value`` cut to a small JSON-ready record, or ``None`` when it is not one."""
+    if isinstance(value, _INFO_SCALARS):
+        return value
+    if isinstance(value, str):
+        return _short_text(value)
+    if isinstance(value, Mapping):
+        items = [(str(k), v) for k, v in list(value.items())[:MAX_INFO_ITEMS]]
+        return {k: v if isinstance(v, _INFO_SCALARS) else _short_text(str(v)) for k, v in items}
+    if isinstance(value, list | tuple):
+        return tuple(
+            v if isinstance(v, _INFO_SCALARS) else _short_text(str(v))
+            for v in value[:MAX_INFO_ITEMS]
+        )
+    return None
+
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -36,6 +100,10 @@ class Step:
         prompt_token_ids: The tokens the policy was conditioned on (empty if not an LLM).
         completion_token_ids: The tokens it generated (empty if not an LLM).
         logprobs: One log-prob per generated token (empty if not recorded).
+        info: What the env's ``info`` said about the step beyond the metrics, for failure
+            analysis: the :data:`STEP_INFO_KEYS` it had (see :func:`step_info`), long texts
+            cut. Empty for records made before it existed, and left out of their JSON, so
+            their canonical JSON (and a dataset's version) is unchanged.
     """
 
     action: str
@@ -48,6 +116,7 @@ class Step:
     prompt_token_ids: tuple[int, ...] = ()
     completion_token_ids: tuple[int, ...] = ()
     logprobs: tuple[float, ...] = ()
+    info: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.logprobs) not in (0, len(self.completion_token_ids)):
@@ -56,6 +125,7 @@ class Step:
                 "completion tokens"
             )
         object.__setattr__(self, "metrics", freeze(dict(self.metrics)))
+        object.__setattr__(self, "info", freeze(dict(self.info)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,21 +198,7 @@ class Trajectory:
             "prompt": self.prompt,
             "source": self.source,
             "error": self.error,
-            "steps": [
-                {
-                    "action": s.action,
-                    "observation": s.observation,
-                    "role": s.role,
-                    "reward": s.reward,
-                    "terminated": s.terminated,
-                    "truncated": s.truncated,
-                    "metrics": dict(s.metrics),
-                    "prompt_token_ids": list(s.prompt_token_ids),
-                    "completion_token_ids": list(s.completion_token_ids),
-                    "logprobs": list(s.logprobs),
-                }
-                for s in self.steps
-            ],
+            "steps": [_step_dict(s) for s in self.steps],
         }
 
     def to_json(self) -> str:
@@ -164,6 +220,7 @@ class Trajectory:
                     prompt_token_ids=tuple(s.get("prompt_token_ids", ())),
                     completion_token_ids=tuple(s.get("completion_token_ids", ())),
                     logprobs=tuple(s.get("logprobs", ())),
+                    info=s.get("info", {}),
                 )
                 for s in data["steps"]
             )
@@ -184,6 +241,24 @@ class Trajectory:
     @classmethod
     def from_json(cls, text: str) -> Trajectory:
         return cls.from_dict(json.loads(text))
+
+
+def _step_dict(step: Step) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "action": step.action,
+        "observation": step.observation,
+        "role": step.role,
+        "reward": step.reward,
+        "terminated": step.terminated,
+        "truncated": step.truncated,
+        "metrics": dict(step.metrics),
+        "prompt_token_ids": list(step.prompt_token_ids),
+        "completion_token_ids": list(step.completion_token_ids),
+        "logprobs": list(step.logprobs),
+    }
+    if step.info:  # absent when empty: older records keep their canonical JSON and hash
+        data["info"] = to_plain(step.info)
+    return data
 
 
 def success_rate(trajectories: Sequence[Trajectory]) -> float:

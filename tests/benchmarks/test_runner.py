@@ -75,11 +75,14 @@ def test_result_file_has_the_versioned_schema_records_and_provenance(
     assert data["suite_hash"] == suite_spec(SMOKE).hash
     assert data["suite"]["seeds"] == [0, 1, 2]
     record = data["episodes"][0]
-    assert set(record) == {
+    assert set(record) - {"failure_mode"} == {
         "env_id", "difficulty", "seed", "index", "env_seed", "metrics", "reward", "turns",
         "action_chars", "observation_chars", "prompt_tokens", "completion_tokens", "seconds",
         "error",
     }  # fmt: skip
+    # a failed episode names its primary failure mode; a success has none
+    for episode in data["episodes"]:
+        assert ("failure_mode" in episode) == (not episode["metrics"]["success"])
     assert record["turns"] >= 1
     assert record["observation_chars"] > 0
     assert record["seconds"] > 0
