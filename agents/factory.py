@@ -11,8 +11,8 @@ its builder, so supporting a new kind of agent is one entry there:
 ``kuhn:NAME``              a scripted ``LLMTrainer/KuhnPoker-v0`` player: ``random``,
                            ``always_bet`` or ``equilibrium`` (``kuhn_solver.SCRIPTED_STRATEGIES``)
 ``transformers:DIR``,      an :class:`~llm_trainer.agents.llm_agent.LLMAgent` on that backend
-``vllm:DIR``,              (greedy, seeded with ``seed``)
-``openai:URL#model``
+``vllm:DIR``,              (greedy, seeded with ``seed``; a ``DIR`` that is also a saved agent
+``openai:URL#model``       keeps its ``task_template``)
 a directory                an agent saved with :meth:`~llm_trainer.agents.llm_agent.LLMAgent.save`,
                            or a MALT team saved with :meth:`~llm_trainer.agents.team.MALTTeam.save`
 =========================  ================================================================
@@ -126,14 +126,26 @@ def _kuhn(argument: str, env: AgentEnv, seed: int) -> Policy:
 def _llm(kind: str) -> AgentBuilder:
     """An :class:`~llm_trainer.agents.llm_agent.LLMAgent` on the ``kind`` backend (greedy,
     seeded with ``seed``); agents built from the same spec share one backend (one model or
-    engine per process, however many envs are evaluated)."""
+    engine per process, however many envs are evaluated). A local model directory that is also
+    a saved agent with a ``task_template`` (a NAT run's ``final_model``) keeps its template: the
+    model was trained to be prompted with it."""
 
     def build(argument: str, env: AgentEnv, seed: int) -> Policy:
         from llm_trainer.agents.backends import SamplingConfig
-        from llm_trainer.agents.llm_agent import LLMAgent, LLMAgentConfig, shared_backend
+        from llm_trainer.agents.llm_agent import (
+            LLMAgent,
+            LLMAgentConfig,
+            saved_task_template,
+            shared_backend,
+        )
 
         spec = f"{kind}:{argument}"
-        config = LLMAgentConfig(backend=spec, sampling=SamplingConfig(temperature=0.0, seed=seed))
+        template = None if kind == "openai" else saved_task_template(argument)
+        config = LLMAgentConfig(
+            backend=spec,
+            sampling=SamplingConfig(temperature=0.0, seed=seed),
+            task_template=template,
+        )
         return LLMAgent(config, backend=shared_backend(spec))
 
     return build

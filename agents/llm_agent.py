@@ -13,7 +13,9 @@ completion as the action. Around that:
   out of later calls.
 * **Roles.** The first observation of an episode is the task (a user message); later ones are
   tool results when ``info["role"] == "tool"`` and user messages otherwise (e.g. the env's
-  invalid-action message).
+  invalid-action message). With ``task_template`` set, the task is put through it (``{task}``
+  stands for it): how a model trained with an instruction in the task's turn (NAT's positive
+  instruction) is always prompted.
 * **Memory.** The episode's conversation is fitted into ``max_prompt_tokens`` (oldest turns
   dropped first; system prompt, task and latest turn kept; see
   :class:`~llm_trainer.agents.memory.ConversationMemory`). With ``memory_path`` set, a
@@ -70,6 +72,8 @@ CONFIG_FILE = "llm_agent.json"
 MEMORY_FILE = "memory.sqlite"
 MODEL_DIR = "model"
 FORMAT_VERSION = 1
+#: Where the task goes in :attr:`LLMAgentConfig.task_template`.
+TASK_PLACEHOLDER = "{task}"
 
 
 #: The agent's default sampling: greedy, so evaluations are reproducible.
@@ -119,6 +123,11 @@ class LLMAgentConfig:
     graph of other tasks."""
     max_agent_tool_calls: int = 3
     """Agent-side tool calls allowed per action (each costs one more generation)."""
+    task_template: str | None = None
+    """How the task (an episode's first observation) is put to the model: ``{task}`` stands
+    for it, e.g. ``"{task}\n\nSolve it correctly."`` (a NAT-trained model's positive
+    instruction); ``None`` puts the task as it is. Later observations are not changed, and
+    memory and knowledge examples are found with the task itself."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.backend, str):
@@ -143,10 +152,11 @@ class LLMAgentConfig:
             _check_int(name, getattr(self, name), minimum=1 if name == "n_examples" else 0)
         if self.max_prompt_tokens is not None:
             _check_int("max_prompt_tokens", self.max_prompt_tokens, minimum=16)
-        for name in ("system_prompt", "memory_path", "knowledge_path"):
+        for name in ("system_prompt", "memory_path", "knowledge_path", "task_template"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"LLMAgentConfig.{name} must be a str or None, got {value!r}")
+        check_task_template(self.task_template, "LLMAgentConfig.task_template")
         for name in (
             "record_episodes",
             "use_memory_examples",
@@ -187,6 +197,26 @@ class LLMAgentConfig:
         if isinstance(values.get("sampling"), Mapping):
             values["sampling"] = SamplingConfig.from_dict(values["sampling"])
         return cls(**values)
+
+
+def check_task_template(template: str | None, name: str) -> None:
+    """Raise :class:`ConfigError` (naming ``name``) for a task template without ``{task}``."""
+    if template is not None and TASK_PLACEHOLDER not in template:
+        raise ConfigError(
+            f"{name} must contain {TASK_PLACEHOLDER} (where the task goes), got {template!r}"
+        )
+
+
+def render_task(template: str | None, task: str) -> str:
+    """``task`` put through ``template``: every ``{task}`` replaced by it (no other braces are
+    read, so a template may hold JSON); ``None`` leaves the task as it is.
+
+    >>> render_task("[Correct] {task}", "What is 2 + 2?")
+    '[Correct] What is 2 + 2?'
+    >>> render_task(None, "What is 2 + 2?")
+    'What is 2 + 2?'
+    """
+    return task if template is None else template.replace(TASK_PLACEHOLDER, task)
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:
@@ -573,7 +603,9 @@ class LLMAgent:
         own = tuple(to_plain(spec) for spec in self.tools.specs)
         # like Trajectory.messages: a system message even when empty, so the agent's prompts
         # are rendered exactly as its SFT data was
-        state.conversation = ConversationMemory(system, task)
+        # the task put through the template (NAT's positive instruction), as in training
+        prompt = render_task(self.config.task_template, task)
+        state.conversation = ConversationMemory(system, prompt)
         state.tools = env_tools + own
         state.env_tool_names = env_names
         state.task = task
@@ -702,17 +734,67 @@ def close_shared_backends() -> None:
 
 
 def is_saved_agent(path: str | Path) -> bool:
-    """Whether ``path`` is a directory written by :meth:`LLMAgent.save`."""
+    """Whether ``path`` is a directory written by :meth:`LLMAgent.save` (or a model directory
+    made an agent by :func:`save_agent_config`)."""
     with contextlib.suppress(OSError):
         return (Path(path) / CONFIG_FILE).is_file()
     return False
 
 
+def save_agent_config(model_dir: str | Path, config: LLMAgentConfig) -> Path:
+    """Make the model directory ``model_dir`` a saved agent too: write ``config`` there, its
+    local backend pointing at the directory itself (``transformers:.``), so that
+    :meth:`LLMAgent.load` and an agent spec naming the directory (``llm-trainer evaluate
+    --agent DIR``, benchmarks) run the model with ``config``'s prompting (its
+    ``task_template``, ``system_prompt``...). The model's files stay as they are.
+
+    Raises:
+        ConfigError: for a remote backend or a memory file (a model directory holds neither).
+    """
+    spec = _parse_backend_spec(config.backend)
+    if spec.kind == "openai" or config.memory_path is not None:
+        raise ConfigError(
+            "save_agent_config: only a local backend without memory runs a model directory "
+            f"in place (got backend {config.backend!r}, memory_path {config.memory_path!r})"
+        )
+    config = replace(config, backend=f"{spec.kind}:.")
+    path = Path(model_dir) / CONFIG_FILE
+    tmp = path.with_name(f".{CONFIG_FILE}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps({"format": FORMAT_VERSION, "config": config.to_dict()}, indent=2))
+    tmp.replace(path)
+    return path
+
+
+def saved_task_template(model_dir: str | Path) -> str | None:
+    """The ``task_template`` of the agent saved in ``model_dir`` (``None`` when there is no
+    agent file or it has no template): what a model trained for one (NAT) must be prompted
+    with, whichever way it is loaded.
+
+    Raises:
+        ConfigError: for an unreadable agent file.
+    """
+    path = Path(model_dir) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text()).get("config", {})
+    except (json.JSONDecodeError, AttributeError) as exc:
+        raise ConfigError(f"{path}: invalid agent file ({exc})") from None
+    template = config.get("task_template") if isinstance(config, Mapping) else None
+    check_task_template(template, f"{path}: task_template")
+    return template if isinstance(template, str) else None
+
+
 __all__ = [
     "CONFIG_FILE",
+    "TASK_PLACEHOLDER",
     "LLMAgent",
     "LLMAgentConfig",
+    "check_task_template",
     "close_shared_backends",
     "is_saved_agent",
+    "render_task",
+    "save_agent_config",
+    "saved_task_template",
     "shared_backend",
 ]

@@ -10,7 +10,8 @@
 * ``experiment.py``: one run of any algorithm (evaluate, run, evaluate, save);
   ``config.py``: the experiment's shared sections; ``models.py``: the starting model.
 * The built-ins: ``sft.py``, ``dpo.py``, ``ppo/`` (ours), ``grpo.py`` (TRL), ``reward_model.py``,
-  ``selfplay.py`` (one model in both seats of Kuhn poker, SPIRAL's role-conditioned baseline);
+  ``selfplay.py`` (one model in both seats of Kuhn poker, SPIRAL's role-conditioned baseline),
+  ``nat.py`` (negative-aware tuning: SFT on successes and failures told apart in the task);
   ``hf.py`` is the one scaffold of the TRL-backed ones. ``sb3_baseline.py`` trains the
   classic-RL reference of the leaderboard.
 """

@@ -3,8 +3,8 @@
 An algorithm is a class with a ``name``, a ``config_class`` (a frozen dataclass: its settings,
 the YAML section of the same name) and one method, :meth:`Algorithm.run`, which gets an
 :class:`AlgorithmContext` and returns an :class:`AlgorithmResult`. The built-ins (``sft``,
-``dpo``, ``ppo``, ``grpo``, ``reward_model``, ``malt``, ``selfplay``) are found exactly as a
-user's algorithm is (see :mod:`llm_trainer.algorithms.registry`), and
+``dpo``, ``ppo``, ``grpo``, ``reward_model``, ``malt``, ``selfplay``, ``nat``) are found
+exactly as a user's algorithm is (see :mod:`llm_trainer.algorithms.registry`), and
 :func:`~llm_trainer.algorithms.experiment.run_experiment` never names one.
 
 A complete algorithm (rejection sampling from a trained policy, kept when the env verifies
@@ -98,6 +98,10 @@ class AlgorithmResult:
         metrics: Anything else for the summary (e.g. ``ranking_accuracy_after``).
         dataset_version: The trajectory-store version of the data trained on.
         artifacts: Files or folders the run wrote, by name (e.g. ``{"reward_model": path}``).
+        task_template: How the trained policy must be prompted: each task put through it
+            (``{task}`` stands for the task; see ``LLMAgentConfig.task_template``), e.g. NAT's
+            positive instruction. ``run_experiment`` evaluates the policy with it and makes
+            ``final_model`` a saved agent that carries it. ``None``: the task as it is.
     """
 
     model: Any = None
@@ -106,6 +110,7 @@ class AlgorithmResult:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     dataset_version: str | None = None
     artifacts: Mapping[str, str] = field(default_factory=dict)
+    task_template: str | None = None
 
 
 class Algorithm:
@@ -251,9 +256,11 @@ class AlgorithmContext:
         temperature: float = 0.0,
         max_new_tokens: int | None = None,
         seed: int | None = None,
+        task_template: str | None = None,
     ) -> Any:
         """An :class:`~llm_trainer.agents.llm_agent.LLMAgent` acting with ``model`` in this
-        process (greedy at temperature 0), with the experiment's system prompt."""
+        process (greedy at temperature 0), with the experiment's system prompt (and each task
+        put through ``task_template`` when given)."""
         from llm_trainer.algorithms.evaluation import model_agent
 
         return model_agent(
@@ -263,6 +270,7 @@ class AlgorithmContext:
             max_new_tokens=max_new_tokens or self.experiment.eval.max_new_tokens,
             temperature=temperature,
             seed=self.seed if seed is None else seed,
+            task_template=task_template,
         )
 
     def collect(
@@ -290,11 +298,39 @@ class AlgorithmContext:
             source=source,
         )
 
+    def collect_tasks(
+        self,
+        policy: Policy,
+        tasks: Sequence[Trajectory],
+        *,
+        repeats: int = 1,
+        source: str = "policy",
+    ) -> list[Trajectory]:
+        """``repeats`` episodes of each task of ``tasks`` (the env, seed and difficulty of each
+        trajectory) through :meth:`collect`, grouped by env and difficulty: the model's own
+        attempts at the tasks of some data (DPO's on-policy pairs, NAT's policy negatives)."""
+        by_env: dict[tuple[str, int], list[int]] = {}
+        for t in tasks:
+            by_env.setdefault((t.env_id, t.difficulty), []).append(t.seed)
+        sampled: list[Trajectory] = []
+        for (env_id, difficulty), seeds in sorted(by_env.items()):
+            repeated = [s for s in seeds for _ in range(repeats)]
+            sampled += self.collect(
+                policy, env_id, repeated, difficulty=difficulty or None, source=source
+            )
+        return sampled
+
     def evaluate(
-        self, model: Any, tokenizer: Any = None, *, episodes: int | None = None
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        *,
+        episodes: int | None = None,
+        task_template: str | None = None,
     ) -> dict[str, float]:
         """Greedy held-out evaluation (the ``eval`` section): success, tool accuracy, format
-        correctness, execution success, answer correctness, mean reward and steps."""
+        correctness, execution success, answer correctness, mean reward and steps (each task
+        put through ``task_template`` when given)."""
         from llm_trainer.algorithms.evaluation import evaluate_model
 
         ev = self.experiment.eval
@@ -307,6 +343,7 @@ class AlgorithmContext:
             system_prompt=self.system_prompt,
             max_new_tokens=ev.max_new_tokens,
             batch_size=ev.batch_size,
+            task_template=task_template,
         )
         return metrics
 
@@ -490,16 +527,22 @@ class AlgorithmContext:
         self.log(f"training data: {len(trajectories)} trajectories, version {version}")
         return repeat_matching(trajectories, data.repeat, log=self.log), version
 
-    def trainer_options(self, tokenizer: Any = None) -> dict[str, Any]:
+    def trainer_options(
+        self, tokenizer: Any = None, *, task_template: str | None = None
+    ) -> dict[str, Any]:
         """The keyword arguments every trainer of a run takes: ``seed``, ``system_prompt``,
-        ``evaluate`` (held-out, bound to ``tokenizer``) and ``eval_every``."""
+        ``evaluate`` (held-out, bound to ``tokenizer`` and ``task_template``) and
+        ``eval_every``."""
         return {
             "seed": self.seed,
             "system_prompt": self.system_prompt,
-            "evaluate": self.evaluator(tokenizer),
+            "evaluate": self.evaluator(tokenizer, task_template=task_template),
             "eval_every": self.experiment.eval.every_steps,
         }
 
-    def evaluator(self, tokenizer: Any = None) -> Callable[[Any], Mapping[str, float]]:
-        """``evaluate`` bound to a tokenizer: what trainers call every ``eval.every_steps``."""
-        return lambda model: self.evaluate(model, tokenizer)
+    def evaluator(
+        self, tokenizer: Any = None, *, task_template: str | None = None
+    ) -> Callable[[Any], Mapping[str, float]]:
+        """``evaluate`` bound to a tokenizer (and a task template): what trainers call every
+        ``eval.every_steps``."""
+        return lambda model: self.evaluate(model, tokenizer, task_template=task_template)

@@ -169,15 +169,9 @@ def policy_pairs(
         temperature=settings.temperature,
         seed=context.seed,
     )
-    sampled: list[Trajectory] = []
-    by_env: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for t in tasks:
-        by_env[(t.env_id, t.difficulty)].append(t.seed)
-    for (env_id, difficulty), seeds in sorted(by_env.items()):
-        repeated = [s for s in seeds for _ in range(settings.samples_per_prompt)]
-        sampled += context.collect(
-            agent, env_id, repeated, difficulty=difficulty or None, source="policy:dpo"
-        )
+    sampled = context.collect_tasks(
+        agent, tasks, repeats=settings.samples_per_prompt, source="policy:dpo"
+    )
     pairs = pair_trajectories(
         sampled, context.system_prompt, max_pairs_per_task=settings.max_pairs_per_task
     )

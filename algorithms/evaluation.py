@@ -24,9 +24,11 @@ def model_agent(
     max_new_tokens: int = 96,
     temperature: float = 0.0,
     seed: int = 0,
+    task_template: str | None = None,
 ) -> Any:
     """An :class:`~llm_trainer.agents.llm_agent.LLMAgent` acting with ``model`` (greedy when
-    ``temperature`` is 0); it records each step's prompt and sampled tokens and log-probs."""
+    ``temperature`` is 0); it records each step's prompt and sampled tokens and log-probs.
+    ``task_template`` puts each task through it (see ``LLMAgentConfig.task_template``)."""
     from llm_trainer.agents.backends.base import SamplingConfig
     from llm_trainer.agents.backends.transformers_backend import TransformersBackend
     from llm_trainer.agents.llm_agent import LLMAgent, LLMAgentConfig
@@ -36,6 +38,7 @@ def model_agent(
         sampling=SamplingConfig(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed),
         system_prompt=system_prompt,
         record_episodes=False,
+        task_template=task_template,
     )
     return LLMAgent(config, backend=TransformersBackend(model, tokenizer))
 
@@ -50,13 +53,19 @@ def evaluate_model(
     system_prompt: str | None = None,
     max_new_tokens: int = 96,
     batch_size: int = 200,
+    task_template: str | None = None,
 ) -> tuple[dict[str, float], list[Trajectory]]:
-    """Greedy held-out evaluation: the env's metrics averaged over one episode per seed."""
+    """Greedy held-out evaluation: the env's metrics averaged over one episode per seed (each
+    task put through ``task_template`` when given)."""
     was_training = getattr(model, "training", False)
     model.eval()
     try:
         agent = model_agent(
-            model, tokenizer, system_prompt=system_prompt, max_new_tokens=max_new_tokens
+            model,
+            tokenizer,
+            system_prompt=system_prompt,
+            max_new_tokens=max_new_tokens,
+            task_template=task_template,
         )
         trajectories = collect(
             env_id,

@@ -5,7 +5,11 @@ quickstart`` run. It never names an algorithm: it creates the run directory, loo
 algorithm up (:mod:`llm_trainer.algorithms.registry`), measures the starting model on the
 held-out episodes, runs the algorithm with an :class:`~llm_trainer.algorithms.base.
 AlgorithmContext`, measures what it returned, saves it atomically as ``final_model``, draws the
-learning curve and writes ``summary.json``.
+learning curve and writes ``summary.json``. A policy that must be prompted in a set way (its
+``AlgorithmResult.task_template``: an instruction it was trained to follow) is measured so, and
+its ``final_model`` is also a saved agent carrying the template (``llm_agent.json``:
+``llm-trainer evaluate --agent runs/<run>/final_model`` and ``transformers:runs/<run>/
+final_model`` prompt it the same way).
 
 With ``knowledge_path`` set, it records the run in the knowledge graph: the experiment (from
 the start, ``status: running``; ``finished`` with its headline numbers at the end), the starting
@@ -188,8 +192,9 @@ def _evaluate_and_save(
     tokenizer = result.tokenizer
     if tokenizer is None:
         _, tokenizer = context.load_model()
+    template = result.task_template
     context.log("evaluating after training")
-    after = context.evaluate(model, tokenizer)
+    after = context.evaluate(model, tokenizer, task_template=template)
     steps = result.training.steps if result.training is not None else 0
     context.run.log_metrics(steps, {f"eval/{k}": v for k, v in after.items()})
     final = context.run.path / "final_model"
@@ -197,9 +202,22 @@ def _evaluate_and_save(
     def save(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if template is not None:  # the policy must be prompted so: the directory says how
+            from llm_trainer.agents.llm_agent import LLMAgentConfig, save_agent_config
+
+            save_agent_config(
+                tmp,
+                LLMAgentConfig(
+                    backend="transformers:.",
+                    system_prompt=context.system_prompt,
+                    task_template=template,
+                ),
+            )
 
     atomic_directory(final, save)
     out: dict[str, Any] = {k: after[k] for k in HEADLINE_METRICS}
+    if template is not None:
+        out["task_template"] = template
     out.update(
         {
             "success_before": before["success"] if before else None,

@@ -10,10 +10,11 @@ last one with the same losses as an uninterrupted run.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+from llm_trainer.agents.llm_agent import render_task
 from llm_trainer.algorithms.base import (
     Algorithm,
     AlgorithmContext,
@@ -48,16 +49,21 @@ class SFTSettings:
 
 
 def chat_rows(
-    trajectories: Sequence[Trajectory], system_prompt: str | None
+    trajectories: Sequence[Trajectory],
+    system_prompt: str | None,
+    task_template: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows for TRL: ``messages`` and ``tools`` (JSON: tool schemas differ in shape)."""
-    return [
-        {
-            "messages": t.messages(system_prompt=system_prompt),
-            "tools": json.dumps(to_plain(t.tools)),
-        }
-        for t in trajectories
-    ]
+    """Rows for TRL: ``messages`` and ``tools`` (JSON: tool schemas differ in shape).
+
+    ``task_template`` puts the task (the first user message) through it, as an agent with
+    the same ``LLMAgentConfig.task_template`` is prompted (NAT's instructions)."""
+    rows = []
+    for t in trajectories:
+        messages = t.messages(system_prompt=system_prompt)
+        if task_template is not None:
+            messages[1] = {**messages[1], "content": render_task(task_template, t.prompt)}
+        rows.append({"messages": messages, "tools": json.dumps(to_plain(t.tools))})
+    return rows
 
 
 class SFTTrainer(TRLTrainer):
@@ -70,10 +76,6 @@ class SFTTrainer(TRLTrainer):
         Raises:
             UserError: when none of them succeeded.
         """
-        import datasets
-        from trl.trainer.sft_config import SFTConfig as TRLSFTConfig
-        from trl.trainer.sft_trainer import SFTTrainer as TRLSFTTrainer
-
         successes = [t for t in trajectories if t.success]
         if not trajectories:
             raise UserError(
@@ -87,7 +89,15 @@ class SFTTrainer(TRLTrainer):
                 f"(sources: {', '.join(sources) or 'none'}) succeeded; check the data strategy "
                 "or collect from a stronger agent"
             )
-        dataset = datasets.Dataset.from_list(chat_rows(successes, self.system_prompt))
+        return self.train_rows(chat_rows(successes, self.system_prompt), resume=resume)
+
+    def train_rows(self, rows: Sequence[Mapping[str, Any]], *, resume: bool = False) -> TrainResult:
+        """Train on chat rows (``messages`` and ``tools``, as :func:`chat_rows` makes them),
+        the loss on the assistant turns only."""
+        import datasets
+        from trl.trainer.sft_config import SFTConfig as TRLSFTConfig
+        from trl.trainer.sft_trainer import SFTTrainer as TRLSFTTrainer
+
         return self._fit(
             TRLSFTTrainer,
             TRLSFTConfig,
@@ -98,7 +108,7 @@ class SFTTrainer(TRLTrainer):
                 "packing": False,
                 "dataset_num_proc": None,
             },
-            train_dataset=dataset,
+            train_dataset=datasets.Dataset.from_list([dict(row) for row in rows]),
         )
 
 
