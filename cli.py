@@ -4,8 +4,8 @@
 on held-out seeds; ``llm-trainer quickstart`` is the main job of ``scripts/run.sh``;
 ``llm-trainer bench`` runs an agent on a benchmark suite, ``llm-trainer arena`` plays a round robin
 of agents in a two-player game (rated, with intervals), ``llm-trainer leaderboard`` builds
-the board from result files and ``llm-trainer analyze`` mines the failure modes of a run or of
-results.
+the board from result files, ``llm-trainer analyze`` mines the failure modes of a run or of
+results and ``llm-trainer synthesize`` makes filtered synthetic trajectories from a task spec.
 Commands with ``--json`` end with their summary as one JSON object on the last line.
 """
 
@@ -656,6 +656,55 @@ def analyze(
                 }
             )
         )
+
+
+@app.command()
+def synthesize(
+    spec: Annotated[
+        Path,
+        typer.Argument(help="A task spec, YAML or JSON (e.g. configs/synthesis_tooluse.yaml)."),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Run directory: trajectories.db (kept and rejected datasets, annotated), "
+            "synthetic.jsonl (the kept trajectories) and synthesis.json (the summary)."
+        ),
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Synthesize trajectories: generate (oracle, templates, teacher, any LLM), keep what the
+    quality filters pass, augment, and store everything with its decision and lineage."""
+    from llm_trainer.core.errors import BackendError
+    from llm_trainer.core.rundir import atomic_write
+    from llm_trainer.core.store import TrajectoryStore
+    from llm_trainer.data.synthesis import synthesize as run_synthesis
+
+    try:
+        store = TrajectoryStore(out / "trajectories.db")
+        result = run_synthesis(
+            spec, store=store, log=lambda line: console.print(line, highlight=False)
+        )
+    except (UserError, BackendError) as exc:
+        _fail(exc)
+        return
+    summary: dict[str, Any] = {"spec": str(spec), "store": str(store.path), **result.stats()}
+    if result.kept_dataset is not None:
+        summary["jsonl"] = str(store.export_jsonl(result.kept_dataset, out / "synthetic.jsonl"))
+    atomic_write(out / "synthesis.json", (json.dumps(summary, indent=2) + "\n").encode())
+    table = Table(title=f"synthesis: {summary['kept']} of {summary['candidates']} kept")
+    for column in ("generator", "candidates", "kept"):
+        table.add_column(column, overflow="fold")
+    for generator, row in summary["by_generator"].items():
+        table.add_row(generator, str(row["candidates"]), str(row["kept"]))
+    console.print(table)
+    console.print(
+        f"rejected by filter: {summary['rejected_by_filter'] or 'none'}; datasets "
+        f"{result.kept_dataset} (kept), {result.rejected_dataset} (rejected) in {store.path}",
+        highlight=False,
+    )
+    if as_json:
+        print(json.dumps(summary))
 
 
 kg_app = typer.Typer(

@@ -1,6 +1,6 @@
 """Agents are policies: ``act(observation, info) -> action text``."""
 
-from llm_trainer.agents.baselines import MALTOracle, OracleAgent, RandomAgent
+from llm_trainer.agents.baselines import MALTOracle, OracleAgent, RandomAgent, ReplayPolicy
 from llm_trainer.agents.coordinator import (
     MultiAgentCoordinator,
     MultiAgentEpisode,
@@ -16,6 +16,7 @@ __all__ = [
     "OracleAgent",
     "Policy",
     "RandomAgent",
+    "ReplayPolicy",
     "TranscriptEntry",
     "play_multiagent",
 ]

@@ -1,16 +1,18 @@
-"""Scripted baseline policies: an oracle that solves every task, a random agent, and the
-scripted roles of a MALT team that reaches the maximum reward.
+"""Scripted baseline policies: an oracle that solves every task, a random agent, the
+scripted roles of a MALT team that reaches the maximum reward, and a policy that replays given
+action scripts.
 
 They bracket every leaderboard: the oracle shows the maximum reward is reachable, the random
-agent what chance gives.
+agent what chance gives. :class:`ReplayPolicy` plays recorded or perturbed episodes again
+through the engine (NAT's env-verified negatives, :mod:`llm_trainer.data.negatives`).
 """
 
 from __future__ import annotations
 
 import json
 import string
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import gymnasium as gym
 import numpy as np
@@ -238,3 +240,54 @@ class RandomAgent:
             a, b = self._rng.integers(0, 100, size=2)
             return f"{a} {'+-*/'[int(self._rng.integers(4))]} {b}"
         return _WORDS[int(self._rng.integers(len(_WORDS)))]
+
+
+#: One action of a :class:`ReplayPolicy` script: the action text, or a function of the
+#: observation it answers (the text the env just returned) that gives it.
+ScriptAction: TypeAlias = str | Callable[[str], str]
+
+
+class ReplayPolicy:
+    """Plays given action scripts: a slot reset with seed ``i`` plays ``scripts[i]``, one action
+    per step (give each :class:`~llm_trainer.algorithms.rollout.EpisodeTask` its script's index
+    as ``policy_seed``; :func:`~llm_trainer.algorithms.rollout.replay_scripts` does).
+
+    An action may be a function of the observation it answers instead of a text, for a script
+    whose next move depends on what the env said (an answer read from the tool result just
+    returned). A script that runs out before its episode ends fails that episode (recorded on
+    its trajectory).
+
+    >>> import llm_trainer
+    >>> env = llm_trainer.make("LLMTrainer/Calculator-v0")
+    >>> call = '<tool_call>{"name": "calculator", "arguments": {"expression": "6 * 7"}}</tool_call>'
+    >>> policy = ReplayPolicy([[call, lambda result: f"<answer>{result}</answer>"]])
+    >>> observation, info = env.reset(seed=0)
+    >>> policy.reset(seed=0)
+    >>> observation, *_ = env.step(policy.act(observation, info))
+    >>> policy.act(observation, info)
+    '<answer>42</answer>'
+    """
+
+    def __init__(self, scripts: Sequence[Sequence[ScriptAction]]) -> None:
+        self.scripts = [list(s) for s in scripts]
+        self._at: dict[int, tuple[int, int]] = {}
+
+    def reset(self, *, seed: int | None = None, slot: int | None = None) -> None:
+        if seed is None or not 0 <= seed < len(self.scripts):
+            raise ValueError(f"ReplayPolicy: seed {seed!r} names no script")
+        self._at[0 if slot is None else slot] = (seed, 0)
+
+    def act(self, observation: str, info: Mapping[str, Any]) -> str:
+        slot = int(info.get("slot", 0))
+        script, step = self._at[slot]
+        actions = self.scripts[script]
+        if step >= len(actions):
+            raise RuntimeError(f"script {script} ran out of actions before the episode ended")
+        self._at[slot] = (script, step + 1)
+        action = actions[step]
+        return action if isinstance(action, str) else action(observation)
+
+    def act_batch(
+        self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        return [self.act(o, i) for o, i in zip(observations, infos, strict=True)]

@@ -510,7 +510,7 @@ class AlgorithmContext:
 
         data = self.experiment.data
         trajectories = build_training_data(
-            data, seed=self.seed, log=self.log, model=model, tokenizer=tokenizer
+            data, seed=self.seed, log=self.log, model=model, tokenizer=tokenizer, store=self.store
         )
         version = self.store_dataset(
             "train",

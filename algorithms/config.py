@@ -99,8 +99,10 @@ TOOLS_OF_ENV: Mapping[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class DataConfig:
-    strategy: Literal["oracle", "templates", "teacher", "toolbench"] = "oracle"
-    """Where the training trajectories come from (``oracle``: solved env episodes)."""
+    strategy: Literal["oracle", "templates", "teacher", "toolbench", "synthetic"] = "oracle"
+    """Where the training trajectories come from (``oracle``: solved env episodes;
+    ``synthetic``: the kept trajectories of the task spec ``synthesis_spec``, whose own envs
+    and counts replace ``env_id``, ``difficulty`` and ``episodes``)."""
     env_id: str = "LLMTrainer/Calculator-v0"
     """The env the data is collected in."""
     difficulty: int = 1
@@ -111,6 +113,9 @@ class DataConfig:
     """Training seeds are ``first_seed .. first_seed + episodes - 1``."""
     toolbench_path: str | None = None
     """A ToolBench-format JSON file (``toolbench`` strategy; synthetic data when unset)."""
+    synthesis_spec: str | None = None
+    """A task spec file (``synthetic`` strategy; ``data/taskspec.py``, e.g.
+    ``configs/synthesis_tooluse.yaml``)."""
     teacher_threshold: Annotated[float, Range(ge=0)] = 0.1
     """Minimum loss reduction for a tool call to be kept (``teacher`` strategy)."""
     repeat: Mapping[str, int] = field(default_factory=dict)
@@ -127,6 +132,16 @@ class DataConfig:
                 f"not {self.env_id!r}"
             )
         check_file(self.toolbench_path, "data.toolbench_path")
+        check_file(self.synthesis_spec, "data.synthesis_spec")
+        if self.strategy == "synthetic":
+            if self.synthesis_spec is None:
+                raise ConfigError("data.synthesis_spec: the synthetic strategy needs a task spec")
+            from llm_trainer.data.taskspec import load_task_spec
+
+            try:  # checked now, before a run directory or a model exists
+                load_task_spec(self.synthesis_spec)
+            except ConfigError as exc:
+                raise ConfigError(f"data.synthesis_spec: {exc}") from None
         for pattern, times in self.repeat.items():
             try:
                 re.compile(pattern)

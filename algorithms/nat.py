@@ -24,9 +24,17 @@ also a saved agent that carries it (``AlgorithmResult.task_template``,
   data's tasks (``samples_per_task`` episodes each at ``temperature``, through the episode
   engine); ``corrupted``, each verified positive replayed in its env with a wrong final answer
   and kept only when the env scores it a failure, so every negative is a real failing episode
-  with the env's observations and metrics; or ``both``. ``nat.ratio`` negatives per positive
-  (0 is SFT with the positive instruction); when fewer exist all are used, and the log and the
-  summary (``nat.negatives`` against ``nat.negatives_wanted``) say so.
+  with the env's observations and metrics; ``targeted``, each positive perturbed at the failure
+  modes of ``nat.targeted_modes`` (a wrong tool, a corrupted argument, a dropped tool result, a
+  wrong final answer, a malformed action: :mod:`llm_trainer.data.negatives`), replayed, and kept
+  when the env fails it in the intended mode; ``both`` (corrupted and policy), or a list of
+  sources. ``nat.ratio`` negatives per positive (0 is SFT with the positive instruction); when
+  fewer exist all are used, and the log and the summary (``nat.negatives`` against
+  ``nat.negatives_wanted``) say so.
+* **Selection** (``nat.diversity``): by default the negatives are spread over their tasks; with
+  ``diversity: true`` over failure modes (``nat.mode_quotas`` gives some modes a fixed share)
+  and, within a mode, over BM25 clusters of similar trajectories
+  (:func:`~llm_trainer.data.negatives.diverse_sample`).
 """
 
 from __future__ import annotations
@@ -35,21 +43,30 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 
+from llm_trainer.agents.baselines import ReplayPolicy
 from llm_trainer.agents.llm_agent import TASK_PLACEHOLDER, check_task_template
 from llm_trainer.algorithms.base import Algorithm, AlgorithmContext, AlgorithmResult, TrainResult
 from llm_trainer.algorithms.config import PositiveInt, TrainConfig
-from llm_trainer.algorithms.rollout import EpisodeTask, close_all, make_envs, play_episodes
+from llm_trainer.algorithms.rollout import replay_scripts
 from llm_trainer.algorithms.sft import SFTTrainer, chat_rows
+from llm_trainer.analysis.failure_modes import FailureMode, classify
 from llm_trainer.core.config import NON_NEGATIVE, POSITIVE, check_ranges
-from llm_trainer.core.errors import ConfigError, UserError
-from llm_trainer.core.records import METRIC_KEYS
+from llm_trainer.core.errors import ConfigError, UserError, suggest
+from llm_trainer.core.records import METRIC_KEYS, FrozenDict
 from llm_trainer.core.rundir import RunDir
 from llm_trainer.core.trajectory import Trajectory
+from llm_trainer.data.negatives import (
+    PERTURBATIONS,
+    PerturbationName,
+    diverse_sample,
+    replay_perturbations,
+    wrong_answers,
+)
 from llm_trainer.envs.tools import AnswerAction, format_answer, parse_action
 
 __all__ = [
@@ -60,6 +77,7 @@ __all__ = [
     "NATSettings",
     "NATTrainer",
     "ReplayPolicy",
+    "choose_negatives",
     "corrupted_negatives",
     "nat_rows",
     "policy_negatives",
@@ -67,6 +85,8 @@ __all__ = [
     "wrong_answers",
 ]
 
+#: A source of negatives (``nat.negatives``).
+NegativeSource = Literal["policy", "corrupted", "targeted"]
 #: The labels of plain (binary) NAT, positive first.
 BINARY_LABELS = ("Correct", "Incorrect")
 #: ``template: paper``: the sentence appended to the task, positive then negative (the paper's
@@ -164,10 +184,25 @@ class NATSettings:
     buckets: tuple[NATBucket, ...] = DEFAULT_BUCKETS
     """``fine_grained``: the labels, best first, each with the scores it takes (``at_least`` or
     ``above``; the last one takes the rest). Inference asks for the first."""
-    negatives: Literal["policy", "corrupted", "both"] = "corrupted"
-    """Where negatives come from: ``policy`` (the starting model's failures on the data's
-    tasks, sampled through the env), ``corrupted`` (each positive replayed with a wrong final
-    answer the env rejects) or ``both``."""
+    negatives: Literal["policy", "corrupted", "targeted", "both"] | tuple[NegativeSource, ...] = (
+        "corrupted"
+    )
+    """Where negatives come from, one source or a list of them: ``policy`` (the starting
+    model's failures on the data's tasks, sampled through the env), ``corrupted`` (each
+    positive replayed with a wrong final answer the env rejects), ``targeted`` (each positive
+    perturbed at the failure modes of ``targeted_modes`` and replayed, kept when the env fails
+    it in the intended mode: :mod:`llm_trainer.data.negatives`); ``both`` is ``[corrupted,
+    policy]``."""
+    targeted_modes: tuple[PerturbationName, ...] = get_args(PerturbationName)
+    """``targeted`` negatives: the perturbations, any of ``wrong_tool``, ``corrupted_argument``,
+    ``dropped_tool_result``, ``wrong_final_answer``, ``malformed_action`` (default: all)."""
+    diversity: bool = False
+    """Pick the negatives spread over failure modes and, within a mode, over clusters of similar
+    trajectories (BM25 on their actions: :func:`~llm_trainer.data.negatives.diverse_sample`)
+    instead of spread over tasks."""
+    mode_quotas: Mapping[str, float] = field(default_factory=dict)
+    """``diversity``: the share of the negatives each named failure mode gets (e.g.
+    ``{wrong_answer: 0.4, malformed_action: 0.2}``); the modes not named share the rest."""
     ratio: Annotated[float, NON_NEGATIVE] = 1.0
     """Negatives per positive (e.g. 0, 1, 2, 5, 10; 0 trains on positives alone). When fewer
     negatives exist, all are used and the summary says how many."""
@@ -178,6 +213,7 @@ class NATSettings:
 
     def __post_init__(self) -> None:
         check_ranges(self, "nat")
+        self._check_negatives()
         for name in ("positive_instruction", "negative_instruction"):
             value = getattr(self, name)
             if self.template == "custom":
@@ -207,6 +243,68 @@ class NATSettings:
                     f"({template!r}): the model could not tell them apart"
                 )
             seen[template] = label
+
+    @property
+    def sources(self) -> tuple[NegativeSource, ...]:
+        """``negatives`` as a list of sources (``both``: corrupted and policy)."""
+        if self.negatives == "both":
+            return ("corrupted", "policy")
+        if isinstance(self.negatives, str):
+            return (self.negatives,)
+        return self.negatives
+
+    def _check_negatives(self) -> None:
+        allowed = get_args(NegativeSource)
+        if isinstance(self.negatives, str):
+            if self.negatives not in (*allowed, "both"):
+                raise ConfigError(
+                    f"nat.negatives: {self.negatives!r} is not one of {[*allowed, 'both']}"
+                )
+        else:
+            sources = list(self.negatives)
+            wrong = [v for v in sources if v not in allowed]
+            if not sources or wrong or len(set(sources)) < len(sources):
+                raise ConfigError(
+                    f"nat.negatives: a list of distinct sources among {list(allowed)}, got "
+                    f"{sources}"
+                )
+            object.__setattr__(self, "negatives", tuple(sources))
+        modes = list(self.targeted_modes)
+        unknown = [m for m in modes if m not in PERTURBATIONS]
+        if not modes or unknown or len(set(modes)) < len(modes):
+            raise ConfigError(
+                f"nat.targeted_modes: a list of distinct perturbations among "
+                f"{list(PERTURBATIONS)}, got {modes}"
+            )
+        object.__setattr__(self, "targeted_modes", tuple(modes))
+        if "targeted" not in self.sources and tuple(modes) != tuple(PERTURBATIONS):
+            raise ConfigError(
+                "nat.targeted_modes: only read when nat.negatives has 'targeted', so it would "
+                "do nothing"
+            )
+        known = [m.value for m in FailureMode if m is not FailureMode.SUCCESS]
+        quotas = dict(self.mode_quotas)
+        for mode, share in quotas.items():
+            if mode not in known:
+                raise ConfigError(
+                    f"nat.mode_quotas: {mode!r} is not a failure mode{suggest(mode, known)}; "
+                    f"known: {known}"
+                )
+            if isinstance(share, bool) or not isinstance(share, int | float):
+                raise ConfigError(f"nat.mode_quotas.{mode}: expected a share, got {share!r}")
+            if not 0 <= share <= 1:
+                raise ConfigError(f"nat.mode_quotas.{mode}: a share in [0, 1], got {share}")
+        if sum(quotas.values()) > 1 + 1e-9:
+            raise ConfigError(
+                f"nat.mode_quotas: the shares add up to {sum(quotas.values()):g}, more than 1"
+            )
+        if quotas and not self.diversity:
+            raise ConfigError(
+                "nat.mode_quotas: only read with diversity: true, so it would do nothing"
+            )
+        object.__setattr__(
+            self, "mode_quotas", FrozenDict({m: float(v) for m, v in quotas.items()})
+        )
 
     def _check_buckets(self) -> None:
         buckets = self.buckets
@@ -397,89 +495,6 @@ class NATTrainer(SFTTrainer):
 # -- negatives -------------------------------------------------------------------------------
 
 
-class ReplayPolicy:
-    """Plays given action lists: a slot reset with seed ``i`` plays ``scripts[i]`` one action
-    per step (give each :class:`~llm_trainer.algorithms.rollout.EpisodeTask` its script's
-    index as ``policy_seed``)."""
-
-    def __init__(self, scripts: Sequence[Sequence[str]]) -> None:
-        self.scripts = [list(s) for s in scripts]
-        self._at: dict[int, tuple[int, int]] = {}
-
-    def reset(self, *, seed: int | None = None, slot: int | None = None) -> None:
-        if seed is None or not 0 <= seed < len(self.scripts):
-            raise ValueError(f"ReplayPolicy: seed {seed!r} names no script")
-        self._at[0 if slot is None else slot] = (seed, 0)
-
-    def act(self, observation: str, info: Mapping[str, Any]) -> str:
-        slot = int(info.get("slot", 0))
-        script, step = self._at[slot]
-        actions = self.scripts[script]
-        if step >= len(actions):
-            raise RuntimeError(f"script {script} ran out of actions before the episode ended")
-        self._at[slot] = (script, step + 1)
-        return actions[step]
-
-    def act_batch(
-        self, observations: Sequence[str], infos: Sequence[Mapping[str, Any]]
-    ) -> list[str]:
-        return [self.act(o, i) for o, i in zip(observations, infos, strict=True)]
-
-
-def wrong_answers(answer: str, rng: np.random.Generator, count: int) -> list[str]:
-    """Up to ``count`` different plausible wrong answers to ``answer``: nearby numbers for a
-    number (as DPO's corruption: a few units off), altered words otherwise.
-
-    >>> wrong_answers("12", np.random.default_rng(0), 3)
-    ['18', '7', '5']
-    >>> wrong_answers("Tokyo", np.random.default_rng(0), 2)
-    ['oykoT', 'Tokyox']
-    """
-    try:
-        value = float(answer.replace(",", ""))
-    except ValueError:
-        variants = [answer[::-1], f"{answer}x", f"not {answer}", f"{answer} {answer}"]
-        seen = {answer.strip().lower()}
-        out = []
-        for variant in variants:
-            if variant.strip().lower() not in seen:
-                seen.add(variant.strip().lower())
-                out.append(variant)
-        return out[:count]
-    offsets = [sign * k for k in range(1, max(10, count + 1)) for sign in (1, -1)]
-    picked = rng.choice(len(offsets), size=min(count, len(offsets)), replace=False)
-    out = []
-    for i in picked:
-        wrong = value + offsets[int(i)]
-        out.append(str(int(wrong)) if wrong == int(wrong) else f"{wrong:g}")
-    return out
-
-
-def _replay(scripts: Sequence[tuple[Trajectory, Sequence[str]]], source: str) -> list[Trajectory]:
-    """Each ``(task, actions)`` played in a fresh env of the task's env id, seed and
-    difficulty, through the episode engine (the env's own observations, rewards, metrics)."""
-    played: list[Trajectory] = []
-    by_env: dict[str, list[int]] = {}
-    for i, (task, _) in enumerate(scripts):
-        by_env.setdefault(task.env_id, []).append(i)
-    policy = ReplayPolicy([actions for _, actions in scripts])
-    for env_id, indices in sorted(by_env.items()):
-        tasks = [
-            EpisodeTask(
-                scripts[i][0].seed,
-                {"difficulty": scripts[i][0].difficulty} if scripts[i][0].difficulty else None,
-                policy_seed=i,
-            )
-            for i in indices
-        ]
-        envs = make_envs(env_id, 1)
-        try:
-            played += [e.trajectory for e in play_episodes(envs, policy, tasks, source=source)]
-        finally:
-            close_all(envs)
-    return played
-
-
 def corrupted_negatives(
     positives: Sequence[Trajectory], *, per_positive: int = 1, seed: int = 0
 ) -> list[Trajectory]:
@@ -499,7 +514,7 @@ def corrupted_negatives(
         before = [s.action for s in t.steps[:-1]]
         for wrong in wrong_answers(answer.text, rng, per_positive):
             scripts.append((t, [*before, format_answer(wrong)]))
-    played = _replay(scripts, "corrupted")
+    played = replay_scripts(scripts, source="corrupted")
     return [n for n in played if n.error is None and n.steps and not n.success]
 
 
@@ -562,6 +577,18 @@ def select_negatives(
     return picked
 
 
+def choose_negatives(
+    pool: Sequence[Trajectory], wanted: int, settings: NATSettings, seed: int = 0
+) -> list[Trajectory]:
+    """``wanted`` of ``pool`` (repeats dropped): spread over failure modes and clusters with
+    ``settings.diversity`` (:func:`~llm_trainer.data.negatives.diverse_sample`, with
+    ``settings.mode_quotas``), else over tasks (:func:`select_negatives`)."""
+    unique = _unique(pool)
+    if settings.diversity:
+        return diverse_sample(unique, wanted, quotas=settings.mode_quotas, seed=seed)
+    return select_negatives(unique, wanted, seed=seed)
+
+
 class NATAlgorithm(Algorithm):
     """Negative-aware tuning (Wang et al. 2024): SFT on successes and env-verified failures,
     an instruction in the task's turn saying which; inference always asks for success."""
@@ -583,20 +610,33 @@ class NATAlgorithm(Algorithm):
         wanted = round(settings.ratio * len(positives))
         available: dict[str, int] = {}
         pool: list[Trajectory] = []
+        targeted: dict[str, Any] | None = None
         if wanted:
             unique = _unique(positives)
-            if settings.negatives in ("corrupted", "both"):
-                corrupted = corrupted_negatives(
-                    unique, per_positive=math.ceil(wanted / len(unique)), seed=context.seed
-                )
-                available["corrupted"] = len(corrupted)
-                pool += corrupted
-            if settings.negatives in ("policy", "both"):
-                tasks = list({_task_key(t): t for t in unique}.values())
-                failures = policy_negatives(context, model, tokenizer, tasks, settings)
-                available["policy"] = len(failures)
-                pool += failures
-        negatives = select_negatives(_unique(pool), wanted, seed=context.seed)
+            per_positive = math.ceil(wanted / len(unique))
+            for source in settings.sources:
+                if source == "corrupted":
+                    found = corrupted_negatives(
+                        unique, per_positive=per_positive, seed=context.seed
+                    )
+                elif source == "targeted":
+                    # per_positive draws of every perturbation: more than wanted, so that the
+                    # selection (diversity above all) has a choice
+                    made = replay_perturbations(
+                        unique,
+                        settings.targeted_modes,
+                        seed=context.seed,
+                        per_positive=per_positive,
+                    )
+                    found = list(made.negatives)
+                    targeted = made.report.to_dict()
+                    context.log(f"NAT: targeted negatives:\n{made.report.summary()}")
+                else:
+                    tasks = list({_task_key(t): t for t in unique}.values())
+                    found = policy_negatives(context, model, tokenizer, tasks, settings)
+                available[source] = len(found)
+                pool += found
+        negatives = choose_negatives(pool, wanted, settings, seed=context.seed)
         context.log(
             f"NAT: {len(positives)} positives, {len(negatives)} negatives (nat.ratio "
             f"{settings.ratio:g} asks for {wanted}; available: "
@@ -640,6 +680,8 @@ class NATAlgorithm(Algorithm):
                     "negatives_wanted": wanted,
                     "negatives_available": available,
                     "negatives_by_source": dict(Counter(t.source for t in negatives)),
+                    "negatives_by_mode": dict(Counter(classify(t) for t in negatives)),
+                    **({"targeted": targeted} if targeted is not None else {}),
                     "labels": {label: labels[label] for label in settings.labels},
                     "template": settings.template,
                     "train_dataset_version": version,

@@ -39,6 +39,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from llm_trainer.agents.baselines import ReplayPolicy, ScriptAction
 from llm_trainer.agents.policy import Policy, act_on_slots
 from llm_trainer.agents.policy import describe_error as _describe
 from llm_trainer.core.errors import UserError
@@ -373,6 +374,39 @@ def collect(
     finally:
         close_all(envs)
     return [e.trajectory for e in played]
+
+
+def replay_scripts(
+    scripts: Sequence[tuple[Trajectory, Sequence[ScriptAction]]], *, source: str
+) -> list[Trajectory]:
+    """Each ``(task, actions)`` played in a fresh env of the task's env id, reset with its seed
+    and difficulty, through the engine (a :class:`~llm_trainer.agents.baselines.ReplayPolicy`):
+    the env's own observations, rewards and metrics. ``task`` is any trajectory of the task
+    (only its env id, seed and difficulty are read). Returns the played episodes in the order
+    of ``scripts``; a script that runs out before its episode ends gives an episode with
+    ``error`` set."""
+    played: list[Trajectory | None] = [None] * len(scripts)
+    by_env: dict[str, list[int]] = {}
+    for i, (task, _) in enumerate(scripts):
+        by_env.setdefault(task.env_id, []).append(i)
+    policy = ReplayPolicy([actions for _, actions in scripts])
+    for env_id, indices in sorted(by_env.items()):
+        tasks = [
+            EpisodeTask(
+                scripts[i][0].seed,
+                {"difficulty": scripts[i][0].difficulty} if scripts[i][0].difficulty else None,
+                policy_seed=i,
+            )
+            for i in indices
+        ]
+        envs = make_envs(env_id, 1)
+        try:
+            episodes = play_episodes(envs, policy, tasks, source=source)
+        finally:
+            close_all(envs)
+        for i, episode in zip(indices, episodes, strict=True):
+            played[i] = episode.trajectory
+    return [t for t in played if t is not None]
 
 
 def oracle_trajectories(

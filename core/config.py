@@ -195,6 +195,19 @@ def build(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T:
         raise ConfigError(f"{path or cls.__name__}: {exc}") from None
 
 
+def _fits_shape(tp: Any, value: Any) -> bool:
+    """Whether ``value`` has the shape of ``tp``: a list for a sequence, a mapping for a
+    mapping or a dataclass, anything else for the rest."""
+    origin = get_origin(tp)
+    sequence = origin in (tuple, Sequence, list) or tp in (tuple, list)
+    mapping = origin in (dict, Mapping) or tp is dict or dataclasses.is_dataclass(tp)
+    if isinstance(value, list | tuple):
+        return sequence
+    if isinstance(value, Mapping):
+        return mapping
+    return not (sequence or mapping)
+
+
 def _coerce(tp: Any, value: Any, path: str) -> Any:
     origin, args = get_origin(tp), get_args(tp)
     if origin is Literal:
@@ -205,11 +218,16 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         if value is None and type(None) in args:
             return None
         errors = []
+        shaped = []
         for arg in (a for a in args if a is not type(None)):
             try:
                 return _coerce(arg, value, path)
             except ConfigError as exc:
                 errors.append(str(exc))
+                if _fits_shape(arg, value):
+                    shaped.append(str(exc))
+        if len(shaped) == 1:  # the one member of the value's shape says what is wrong with it
+            errors = shaped
         raise ConfigError(
             errors[0]
             if len(errors) == 1

@@ -4,6 +4,11 @@ Every dataset is immutable and identified by the content hash of its trajectorie
 version): adding the same trajectories twice gives the same id, and a dataset's id changes iff
 its content does. Each dataset records where it came from (:class:`Provenance`: env ids, seeds,
 agent, config, parent datasets), so a result can be traced back to the data that produced it.
+A dataset may also carry one *annotation* per trajectory (a JSON object: e.g. the synthesis
+generator, the quality filters' decision and the parent trajectory's :func:`trajectory_hash`,
+:mod:`llm_trainer.data.synthesis`), kept beside the trajectories so that their canonical JSON,
+and so the dataset's version, stay the same. The annotations table was added without a schema
+version change: older stores gain it when opened, and older readers ignore it.
 
 The file uses SQLite's WAL mode and writes each dataset in one transaction, so readers in other
 processes see whole datasets only, and a process killed mid-write leaves the store as it was.
@@ -26,7 +31,7 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +53,12 @@ CREATE TABLE IF NOT EXISTS datasets (
     provenance TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS trajectories (
+    dataset_id TEXT NOT NULL REFERENCES datasets(id),
+    idx INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (dataset_id, idx)
+);
+CREATE TABLE IF NOT EXISTS annotations (
     dataset_id TEXT NOT NULL REFERENCES datasets(id),
     idx INTEGER NOT NULL,
     record TEXT NOT NULL,
@@ -92,6 +103,12 @@ def content_hash(trajectories: Iterable[Trajectory]) -> str:
     return digest.hexdigest()[:16]
 
 
+def trajectory_hash(trajectory: Trajectory) -> str:
+    """The content hash of one trajectory (the version a dataset of it alone would have): what
+    lineage records and deduplication refer to."""
+    return content_hash([trajectory])
+
+
 class TrajectoryStore:
     """Datasets of trajectories in one SQLite file (created on first use)."""
 
@@ -121,15 +138,49 @@ class TrajectoryStore:
             db.close()
 
     def add(
-        self, name: str, trajectories: Sequence[Trajectory], provenance: Provenance | None = None
+        self,
+        name: str,
+        trajectories: Sequence[Trajectory],
+        provenance: Provenance | None = None,
+        *,
+        annotations: Sequence[Mapping[str, Any]] | None = None,
     ) -> DatasetInfo:
-        """Store a dataset; returns its info. Idempotent: the same content gives the same id."""
+        """Store a dataset; returns its info. Idempotent: the same content gives the same id.
+
+        Args:
+            name: The dataset's name.
+            trajectories: Its trajectories, in order.
+            provenance: Where it came from.
+            annotations: One JSON-ready mapping per trajectory (see :meth:`annotations`);
+                for a dataset already stored without any, they are added.
+
+        Raises:
+            UserError: for an empty dataset.
+            ValueError: when ``annotations`` is not one mapping per trajectory.
+        """
         if not trajectories:
             raise UserError(f"dataset {name!r} is empty")
+        if annotations is not None and len(annotations) != len(trajectories):
+            raise ValueError(f"{len(annotations)} annotations for {len(trajectories)} trajectories")
+        notes = (
+            []
+            if annotations is None
+            else [json.dumps(dict(a), sort_keys=True) for a in annotations]
+        )
         dataset_id = content_hash(trajectories)
         provenance = provenance or Provenance()
         with self._connect() as db:
             if db.execute("SELECT 1 FROM datasets WHERE id=?", (dataset_id,)).fetchone():
+                if (
+                    notes
+                    and not db.execute(
+                        "SELECT 1 FROM annotations WHERE dataset_id=?", (dataset_id,)
+                    ).fetchone()
+                ):
+                    db.executemany(
+                        "INSERT INTO annotations VALUES (?, ?, ?)",
+                        ((dataset_id, i, n) for i, n in enumerate(notes)),
+                    )
                 return self.info(dataset_id)
             created = time.time()
             db.execute(
@@ -145,6 +196,10 @@ class TrajectoryStore:
             db.executemany(
                 "INSERT INTO trajectories VALUES (?, ?, ?)",
                 ((dataset_id, i, t.to_json()) for i, t in enumerate(trajectories)),
+            )
+            db.executemany(
+                "INSERT INTO annotations VALUES (?, ?, ?)",
+                ((dataset_id, i, n) for i, n in enumerate(notes)),
             )
         return DatasetInfo(dataset_id, name, created, len(trajectories), provenance)
 
@@ -179,6 +234,15 @@ class TrajectoryStore:
                 "SELECT record FROM trajectories WHERE dataset_id=? ORDER BY idx", (dataset_id,)
             ).fetchall()
         return [Trajectory.from_json(r[0]) for r in rows]
+
+    def annotations(self, dataset_id: str) -> list[dict[str, Any]]:
+        """The dataset's annotations, one per trajectory in order (``[]`` when it has none)."""
+        self.info(dataset_id)  # a clear error for an unknown id
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT record FROM annotations WHERE dataset_id=? ORDER BY idx", (dataset_id,)
+            ).fetchall()
+        return [json.loads(r[0]) for r in rows]
 
     # -- export ----------------------------------------------------------------------------
 

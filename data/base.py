@@ -319,7 +319,7 @@ def validate_trajectory(
         if env is None:
             problems.append(f"cannot replay: {t.env_id!r} is not a registered env")
         else:
-            problems += _compare_replay(env, task, t)
+            problems += replay_differences(env, task, t)
         answer = parsed[-1]
         if isinstance(answer, AnswerAction) and not answer_matches(
             answer.text, task.answer, task.answer_kind
@@ -349,7 +349,10 @@ def _rollout_task(env: ToolUseEnv, t: Trajectory) -> Task | None:
     return env.task if prompt == t.prompt else None
 
 
-def _compare_replay(env: ToolUseEnv, task: Task, t: Trajectory) -> list[str]:
+def replay_differences(env: ToolUseEnv, task: Task, t: Trajectory) -> list[str]:
+    """Replay ``t``'s actions on ``task`` in ``env`` and list where the recorded steps differ
+    from the env's (observations, roles, rewards, episode ends, metrics); ``[]``: the env
+    reproduces every step."""
     replayed = replay_task(
         env,
         task,

@@ -2,7 +2,8 @@
 
 :func:`build_training_data` is the one place a ``data.strategy`` becomes trajectories: oracle
 demonstrations collected in the env, template trajectories, teacher-mode trajectories
-(Toolformer-style, needs the model) or ToolBench records.
+(Toolformer-style, needs the model), ToolBench records or a synthesis task spec's kept
+trajectories.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from llm_trainer.core.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
     from llm_trainer.algorithms.config import DataConfig
+    from llm_trainer.core.store import TrajectoryStore
     from llm_trainer.core.trajectory import Trajectory
     from llm_trainer.data.templates import ToolName
 
@@ -37,14 +39,28 @@ def build_training_data(
     log: Callable[[str], None] = print,
     model: Any = None,
     tokenizer: Any = None,
+    store: TrajectoryStore | None = None,
 ) -> list[Trajectory]:
-    """Training trajectories from ``data.strategy`` (the seed's three strategies, plus oracle
-    demonstrations collected in the env).
+    """Training trajectories from ``data.strategy`` (the seed's three strategies, oracle
+    demonstrations collected in the env, or the kept trajectories of a synthesis task spec,
+    stored in ``store`` with their filter decisions and lineage when given).
 
     Raises:
-        UserError: when teacher mode keeps no tool call, or a ToolBench file has no usable
-            record.
+        UserError: when teacher mode keeps no tool call, a ToolBench file has no usable
+            record, or a synthesis keeps nothing.
     """
+    if data.strategy == "synthetic":
+        from llm_trainer.data.synthesis import synthesize
+
+        assert data.synthesis_spec is not None  # DataConfig requires it
+        log(f"synthesizing trajectories from {data.synthesis_spec}")
+        result = synthesize(data.synthesis_spec, store=store, log=log)
+        if not result.kept:
+            raise UserError(
+                f"data.synthesis_spec: {data.synthesis_spec} kept no trajectory "
+                f"(rejected by filter: {result.stats()['rejected_by_filter']})"
+            )
+        return result.trajectories
     return _build(data, seed=seed, log=log, model=model, tokenizer=tokenizer)
 
 

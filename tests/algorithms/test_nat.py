@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from llm_trainer.algorithms.nat import (
     NATSettings,
     NATTrainer,
     ReplayPolicy,
+    choose_negatives,
     corrupted_negatives,
     nat_rows,
     policy_negatives,
@@ -32,11 +34,13 @@ from llm_trainer.algorithms.nat import (
     wrong_answers,
 )
 from llm_trainer.algorithms.rollout import collect, oracle_trajectories
+from llm_trainer.analysis.failure_modes import classify
 from llm_trainer.core.errors import ConfigError, UserError
 from llm_trainer.core.records import to_plain
 from llm_trainer.core.rundir import RunDir
 from llm_trainer.core.store import TrajectoryStore
 from llm_trainer.core.trajectory import Step, Trajectory
+from llm_trainer.data.negatives import PERTURBATIONS, targeted_negatives
 from llm_trainer.envs.tools import AnswerAction, parse_action
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,6 +282,44 @@ def test_select_negatives_spreads_over_tasks_and_caps_at_what_exists(
     ]
 
 
+def test_negatives_take_one_source_or_a_list_of_them() -> None:
+    assert NATSettings().sources == ("corrupted",)
+    assert NATSettings(negatives="both").sources == ("corrupted", "policy")
+    assert NATSettings(negatives="targeted").sources == ("targeted",)
+    settings = NATSettings(
+        negatives=("policy", "targeted"),
+        targeted_modes=("wrong_tool", "malformed_action"),
+        diversity=True,
+        mode_quotas={"malformed_action": 0.25},
+    )
+    assert settings.sources == ("policy", "targeted")
+    assert dict(settings.mode_quotas) == {"malformed_action": 0.25}
+    assert NATSettings().targeted_modes == tuple(PERTURBATIONS)
+    loaded = load_experiment(
+        ROOT / "configs" / "nat_calculator.yaml",
+        ["nat.negatives=[corrupted, targeted]", "nat.targeted_modes=[wrong_final_answer]"],
+    )
+    nat = loaded.settings
+    assert isinstance(nat, NATSettings)
+    assert (nat.sources, nat.targeted_modes) == (("corrupted", "targeted"), ("wrong_final_answer",))
+
+
+def test_choose_negatives_spreads_over_tasks_or_over_failure_modes() -> None:
+    positives = oracle_trajectories(CALCULATOR, range(6), difficulty=1)
+    pool = [*targeted_negatives(positives, seed=0), *corrupted_negatives(positives)]
+    modes = Counter(classify(t) for t in pool)
+    assert modes["wrong_answer"] >= 3 * modes["malformed_action"]  # corrupted ones: all wrong
+    by_task = choose_negatives(pool, 6, NATSettings())
+    assert sorted(t.seed for t in by_task) == list(range(6))
+    diverse = choose_negatives(pool, 6, NATSettings(diversity=True))
+    assert Counter(classify(t) for t in diverse) == dict.fromkeys(modes, 2)
+    quota = NATSettings(diversity=True, mode_quotas={"wrong_answer": 0.5})
+    assert Counter(classify(t) for t in choose_negatives(pool, 6, quota))["wrong_answer"] == 3
+    assert choose_negatives([*pool, *pool], 100, NATSettings(diversity=True)) == (
+        choose_negatives(pool, 100, NATSettings(diversity=True))
+    )  # repeats dropped
+
+
 def test_policy_negatives_are_the_models_own_failed_episodes(tmp_path: Path) -> None:
     experiment = load_experiment(
         overrides=["algorithm=nat", "model.system_prompt=''", "eval.max_new_tokens=4", *FAST[:4]]
@@ -473,6 +515,29 @@ def test_nat_caps_the_ratio_at_the_negatives_that_exist_and_says_so(tmp_path: Pa
     assert summary["task_template"] == f"{{task}}\n\n{MEANINGLESS_TOKENS[0]}"
 
 
+def test_nat_trains_on_targeted_negatives_picked_over_failure_modes(tmp_path: Path) -> None:
+    pytest.importorskip("trl")
+    summary, output = _train(
+        tmp_path,
+        "nat.negatives=[corrupted, targeted]",
+        "nat.diversity=true",
+        "nat.mode_quotas={wrong_answer: 0.5}",
+        "nat.ratio=2",
+    )
+    nat = summary["nat"]
+    assert nat["negatives"] == nat["negatives_wanted"] == 16
+    assert nat["negatives_available"]["corrupted"] == 16
+    assert nat["negatives_available"]["targeted"] >= 16
+    # half wrong answers (the quota), the rest spread evenly over the other modes
+    assert nat["negatives_by_mode"] == {"wrong_answer": 8, "malformed_action": 4, "wrong_tool": 4}
+    assert all(s == "corrupted" or s.startswith("negative:") for s in nat["negatives_by_source"])
+    report = nat["targeted"]["perturbations"]
+    assert report["wrong_tool"]["not_applicable"] == 8  # Calculator-v0 offers one tool
+    assert report["malformed_action"]["kept"] == {"malformed_action": 16}
+    assert "NAT: targeted negatives:" in output
+    assert "wrong_tool: kept 0 of 0 replayed; 8 positives it does not apply to" in output
+
+
 def test_ratio_zero_trains_on_positives_with_the_positive_instruction(tmp_path: Path) -> None:
     pytest.importorskip("trl")
     summary, _ = _train(tmp_path, "nat.ratio=0", "nat.template=prefix")
@@ -505,6 +570,33 @@ def test_ratio_zero_trains_on_positives_with_the_positive_instruction(tmp_path: 
         (["nat.buckets=[{label: A}]"], r"nat.buckets: only read with fine_grained: true"),
         (["nat.ratio=-1"], r"nat.ratio must be >= 0"),
         (["nat.negatives=teacher"], r"nat.negatives: 'teacher' is not one of"),
+        (["nat.negatives=[policy, teacher]"], r"nat.negatives\[1\]: 'teacher' is not one of"),
+        (["nat.negatives=[policy, policy]"], r"nat.negatives: a list of distinct sources"),
+        (["nat.negatives=[]"], r"nat.negatives: a list of distinct sources"),
+        (
+            ["nat.negatives=targeted", "nat.targeted_modes=[wrong_tools]"],
+            r"nat.targeted_modes\[0\]: 'wrong_tools' is not one of",
+        ),
+        (
+            ["nat.targeted_modes=[wrong_tool]"],
+            r"nat.targeted_modes: only read when nat.negatives has 'targeted'",
+        ),
+        (
+            ["nat.mode_quotas={wrong_answer: 0.5}"],
+            r"nat.mode_quotas: only read with diversity: true",
+        ),
+        (
+            ["nat.diversity=true", "nat.mode_quotas={wrong_answers: 0.5}"],
+            r"nat.mode_quotas: 'wrong_answers' is not a failure mode \(did you mean",
+        ),
+        (
+            ["nat.diversity=true", "nat.mode_quotas={wrong_answer: 2}"],
+            r"nat.mode_quotas.wrong_answer: a share in \[0, 1\]",
+        ),
+        (
+            ["nat.diversity=true", "nat.mode_quotas={wrong_answer: 0.6, wrong_tool: 0.6}"],
+            r"nat.mode_quotas: the shares add up to 1.2, more than 1",
+        ),
         (["nat.samples_per_task=0"], r"nat.samples_per_task must be >= 1"),
         (
             [
