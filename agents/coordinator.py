@@ -81,14 +81,13 @@ Parallel envs are not played here (convert one with ``pettingzoo.utils.parallel_
 from __future__ import annotations
 
 import contextlib
-import inspect
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from llm_trainer.agents.policy import Policy, act_on_slots
+from llm_trainer.agents.policy import Policy, act_on_slots, resets_slots
 from llm_trainer.agents.policy import describe_error as _describe
 from llm_trainer.core.errors import UserError
 from llm_trainer.core.records import METRIC_KEYS, FrozenDict, to_plain
@@ -323,7 +322,7 @@ class MultiAgentCoordinator:
         except BaseException:
             self.close()
             raise
-        self._takes_slot = {id(p): _accepts(p.reset, "slot") for p in self.policies.values()}
+        self._takes_slot = {id(p): resets_slots(p) for p in self.policies.values()}
 
     # -- the public API ------------------------------------------------------------------------
 
@@ -676,13 +675,6 @@ def _env_name(env: Any) -> str:
     cls = type(env.unwrapped)
     ids = registered_ids(cls)
     return ids[0] if len(ids) == 1 else cls.__name__
-
-
-def _accepts(method: Any, parameter: str) -> bool:
-    try:
-        return parameter in inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _usage(generations: Sequence[Any]) -> TokenUsage:

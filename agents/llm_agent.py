@@ -43,9 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -65,6 +62,7 @@ from llm_trainer.agents.memory import (
 from llm_trainer.core.errors import BackendError, BatchActError, ConfigError, suggest
 from llm_trainer.core.knowledge.text import SUMMARY_CHARS, summarize_messages
 from llm_trainer.core.records import FrozenDict, Generation, ToolCall, to_plain
+from llm_trainer.core.rundir import atomic_directory, atomic_write
 from llm_trainer.core.usage import TokenUsage
 from llm_trainer.envs.tools import Tool, ToolRegistry, parse_action
 
@@ -466,11 +464,8 @@ class LLMAgent:
         either the old agent or the complete new one, never half of one. The agent's own tools
         are code and are not saved (``memory_tool`` is re-created from the config).
         """
-        path = Path(path).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir()
-        try:
+
+        def write(tmp: Path) -> None:
             spec = _parse_backend_spec(self.config.backend)
             backend = self.config.backend
             if spec.kind != "openai":
@@ -492,17 +487,8 @@ class LLMAgent:
             )
             document = {"format": FORMAT_VERSION, "config": config.to_dict()}
             (tmp / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n")
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-                path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+
+        return atomic_directory(Path(path).resolve(), write)
 
     @classmethod
     def load(
@@ -758,11 +744,8 @@ def save_agent_config(model_dir: str | Path, config: LLMAgentConfig) -> Path:
             f"in place (got backend {config.backend!r}, memory_path {config.memory_path!r})"
         )
     config = replace(config, backend=f"{spec.kind}:.")
-    path = Path(model_dir) / CONFIG_FILE
-    tmp = path.with_name(f".{CONFIG_FILE}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps({"format": FORMAT_VERSION, "config": config.to_dict()}, indent=2))
-    tmp.replace(path)
-    return path
+    document = {"format": FORMAT_VERSION, "config": config.to_dict()}
+    return atomic_write(Path(model_dir) / CONFIG_FILE, json.dumps(document, indent=2).encode())
 
 
 def saved_task_template(model_dir: str | Path) -> str | None:

@@ -6,6 +6,7 @@ scripted baselines and planners all implement it; algorithms and benchmarks acce
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -29,6 +30,15 @@ class Policy(Protocol):
     ) -> list[str]:
         """One action per env of a lockstep batch (LLM agents do one batched generation)."""
         ...
+
+
+def resets_slots(policy: Policy) -> bool:
+    """Whether ``policy.reset`` takes ``slot=`` (a policy that keeps one episode per env of a
+    lockstep batch, as LLM agents do) rather than only ``seed=``."""
+    try:
+        return "slot" in inspect.signature(policy.reset).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def describe_error(exc: BaseException) -> str:

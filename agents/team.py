@@ -28,19 +28,17 @@ like any other agent; :meth:`MALTTeam.policies` hands the same role policies to 
 
 from __future__ import annotations
 
-import inspect
 import json
-import os
 import shutil
-import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_trainer.agents.policy import Policy, act_on_slots
+from llm_trainer.agents.policy import Policy, act_on_slots, resets_slots
 from llm_trainer.core.errors import ConfigError
+from llm_trainer.core.rundir import atomic_directory
 from llm_trainer.core.seeding import derive_seed
 
 __all__ = [
@@ -103,18 +101,6 @@ def majority(answers: Sequence[str | None]) -> int | None:
         if answer is not None and counts[_normalise(answer)] == best:
             return index
     return None  # pragma: no cover - a counted answer is always found
-
-
-def _reset_slot(policy: Policy, seed: int, slot: int) -> None:
-    reset = policy.reset
-    try:
-        takes_slot = "slot" in inspect.signature(reset).parameters
-    except (TypeError, ValueError):
-        takes_slot = False
-    if takes_slot:
-        reset(seed=seed, slot=slot)  # type: ignore[call-arg]
-    else:
-        reset(seed=seed)
 
 
 class AdapterRole:
@@ -296,6 +282,8 @@ class MALTTeam:
             render_view,
         )
 
+        if not questions:
+            return []
         rows = [(q, c) for q in range(len(questions)) for c in range(self.votes)]
         texts: dict[str, list[str]] = {}
         errors: list[list[str]] = [[] for _ in rows]
@@ -316,8 +304,11 @@ class MALTTeam:
                         "slot": slot,
                     }
                 )
-            for slot, (q, c) in enumerate(rows):
-                _reset_slot(policy, derive_seed(seeds[q], c, role), slot)
+            if resets_slots(policy):  # each chain its own seed
+                for slot, (q, c) in enumerate(rows):
+                    policy.reset(seed=derive_seed(seeds[q], c, role), slot=slot)  # type: ignore[call-arg]
+            else:  # one episode at a time: one seed for the call
+                policy.reset(seed=derive_seed(seeds[0], 0, role))
             actions, failures = act_on_slots(policy, observations, infos, range(len(rows)))
             role_texts = []
             for slot, action in enumerate(actions):
@@ -506,24 +497,12 @@ def _lora_document(agent: Mapping[str, Any]) -> dict[str, Any]:
 def _write_team(path: str | Path, votes: int, fill: Any) -> Path:
     """Fill a temporary sibling of ``path`` (``fill(tmp)`` returns the document's parts), write
     ``malt_team.json`` and rename it into place: ``path`` is the old team or the new one."""
-    path = Path(path).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
+
+    def write(tmp: Path) -> None:
         document = {"format": FORMAT_VERSION, "votes": votes, **fill(tmp)}
         (tmp / TEAM_FILE).write_text(json.dumps(document, indent=2) + "\n")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+
+    return atomic_directory(Path(path).resolve(), write)
 
 
 def write_adapter_team(

@@ -31,7 +31,6 @@ pending task. Around that loop, one place for what every caller needs:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from typing import Any
 import gymnasium as gym
 
 from llm_trainer.agents.baselines import ReplayPolicy, ScriptAction
-from llm_trainer.agents.policy import Policy, act_on_slots
+from llm_trainer.agents.policy import Policy, act_on_slots, resets_slots
 from llm_trainer.agents.policy import describe_error as _describe
 from llm_trainer.core.errors import UserError
 from llm_trainer.core.records import METRIC_KEYS, EpisodeResult, to_plain
@@ -100,13 +99,6 @@ def _as_task(task: EpisodeTask | int) -> EpisodeTask:
     return task if isinstance(task, EpisodeTask) else EpisodeTask(int(task))
 
 
-def _accepts(method: Any, parameter: str) -> bool:
-    try:
-        return parameter in inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def play_episodes(
     envs: Sequence[gym.Env[Any, Any]],
     policy: Policy,
@@ -140,7 +132,7 @@ def play_episodes(
     pending = [(i, _as_task(t)) for i, t in enumerate(tasks)][::-1]  # popped from the end
     results: dict[int, PlayedEpisode] = {}
     slots: list[_Slot | None] = [None] * len(envs)
-    reset_takes_slot = _accepts(policy.reset, "slot")
+    reset_takes_slot = resets_slots(policy)
     end_episode = getattr(policy, "end_episode", None)
     episode_generations = getattr(policy, "episode_generations", None)
 

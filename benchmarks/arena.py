@@ -39,7 +39,6 @@ in ``registry.yaml``) and writes one result file; ``llm-trainer arena`` is the c
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
 import re
 import time
@@ -54,7 +53,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from llm_trainer.agents.coordinator import MultiAgentEpisode, play_multiagent
 from llm_trainer.agents.factory import make_agent, resolve_agent_spec
-from llm_trainer.agents.policy import Policy
+from llm_trainer.agents.policy import Policy, resets_slots
 from llm_trainer.benchmarks.arena_results import (
     ArenaResult,
     Entrant,
@@ -170,13 +169,6 @@ class _PerSlot:
         return [self.act(o, i) for o, i in zip(observations, infos, strict=True)]
 
 
-def _takes_slot(policy: Policy) -> bool:
-    try:
-        return "slot" in inspect.signature(policy.reset).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def build_entrants(
     suite: ArenaSuiteSpec, entrants: Sequence[Entrant], agent_seed: int = 0
 ) -> tuple[tuple[str, str], dict[str, Policy]]:
@@ -215,7 +207,7 @@ def build_entrants(
                     f"entrant {entrant.name!r} ({spec}) cannot play {suite.env}: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
-            policies[entrant.name] = policy if _takes_slot(policy) else _PerSlot(build)
+            policies[entrant.name] = policy if resets_slots(policy) else _PerSlot(build)
     return (agents[0], agents[1]), policies
 
 

@@ -376,14 +376,20 @@ def atomic_write(path: Path, data: bytes) -> Path:
 
 def atomic_directory(final: Path, write: Callable[[Path], None]) -> Path:
     """Create directory ``final`` atomically: ``write(tmp_dir)`` fills a temp dir beside it,
-    which is then renamed into place. A crash leaves no half-written ``final``."""
+    which is then renamed into place. A crash leaves no half-written ``final``: an existing
+    ``final`` is renamed aside (not deleted) before the new one takes its place, and removed
+    only after."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
     try:
         write(tmp)
         if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+            old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".old"))
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
