@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -620,3 +621,44 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted
+
+
+def paired_family(
+    rows: Mapping[str, npt.ArrayLike],
+    pairs: Sequence[tuple[str, str]],
+    strata: npt.ArrayLike | None = None,
+    *,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """:func:`paired_compare` of each ``(candidate, baseline)`` of ``rows`` (every row on the
+    same episodes, in the same order), JSON-ready, with ``p_holm``: the p-values
+    Holm-corrected over the whole family.
+
+    >>> [family] = paired_family({"a": [1, 1] * 20, "b": [0, 1] * 20}, [("a", "b")])
+    >>> family["difference"], family["p_holm"] < 1e-5
+    (0.5, True)
+    """
+    family: list[dict[str, Any]] = [
+        {
+            "candidate": a,
+            "baseline": b,
+            **paired_compare(rows[a], rows[b], strata, confidence=confidence, seed=seed).as_dict(),
+        }
+        for a, b in pairs
+    ]
+    for comparison, adjusted in zip(family, holm([c["p_value"] for c in family]), strict=True):
+        comparison["p_holm"] = adjusted
+    return family
+
+
+def comparison_lines(family: Sequence[Mapping[str, Any]], width: int = 36) -> list[str]:
+    """A text table of a :func:`paired_family`: difference, interval, p and Holm's p."""
+    lines = [f"{'candidate - baseline':<{width}} {'diff':>7}  95% CI            p      p(Holm)"]
+    for c in family:
+        name = f"{c['candidate']} - {c['baseline']}"
+        lines.append(
+            f"{name:<{width}} {c['difference']:+7.3f}  [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
+            f"  {c['p_value']:.4f} {c['p_holm']:.4f}"
+        )
+    return lines

@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from llm_trainer.algorithms.malt import TrainingDataGenerator, train_roles
     from llm_trainer.algorithms.models import load_model
     from llm_trainer.algorithms.sft import SFTTrainer
-    from llm_trainer.benchmarks.stats import bootstrap_ci, holm, paired_compare
+    from llm_trainer.benchmarks.stats import bootstrap_ci, paired_family
     from llm_trainer.core.rundir import RunDir
 
     started = time.perf_counter()
@@ -381,14 +381,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "ci_high": interval.high,
             "per_seed": per_seed_means,
         }
-    comparisons = [
-        {"candidate": a, "baseline": b, **paired_compare(flat[a], flat[b], strata).as_dict()}
-        for a, b in COMPARISONS
-    ]
-    for comparison, adjusted in zip(
-        comparisons, holm([c["p_value"] for c in comparisons]), strict=True
-    ):
-        comparison["p_holm"] = adjusted
+    comparisons = paired_family(flat, COMPARISONS, strata)
     result = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "model": {"layers": tiny.n_layers, "hidden": tiny.hidden_size, "heads": tiny.n_heads},
@@ -410,18 +403,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def report(result: Mapping[str, Any]) -> None:
+    from llm_trainer.benchmarks.stats import comparison_lines
+
     print(f"\nMALT experiment: {result['settings']['seeds']} seeds x "
           f"{result['settings']['eval_problems']} problems, {result['minutes']} min")  # fmt: skip
     print(f"{'condition':<20} {'accuracy':>8}  95% CI")
     for c, a in result["accuracy"].items():
         print(f"{c:<20} {a['mean']:8.3f}  [{a['ci_low']:.3f}, {a['ci_high']:.3f}]")
-    print(f"\n{'candidate - baseline':<36} {'diff':>7}  95% CI            p      p(Holm)")
-    for c in result["comparisons"]:
-        name = f"{c['candidate']} - {c['baseline']}"
-        print(
-            f"{name:<36} {c['difference']:+7.3f}  [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
-            f"  {c['p_value']:.4f} {c['p_holm']:.4f}"
-        )
+    print()
+    print("\n".join(comparison_lines(result["comparisons"])))
 
 
 def plot(result: Mapping[str, Any], path: Path) -> None:

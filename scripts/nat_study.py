@@ -551,7 +551,7 @@ def family(
 ) -> dict[str, Any]:
     """Success with intervals, sample efficiency and time per cell, and the paired comparisons
     (Holm over this family) on ``envs``' held-out episodes."""
-    from llm_trainer.benchmarks.stats import holm, paired_compare
+    from llm_trainer.benchmarks.stats import paired_family
 
     # every model's rows are the same (seed, env, episode) rows in the same order: paired
     values, strata = outcome_matrix(episodes["start"], envs)
@@ -586,18 +586,16 @@ def family(
             if method == "dpo":
                 total = [r["seconds_with_sft"] for r in runs]
                 cells[key]["train_seconds"]["mean_with_sft"] = float(np.mean(total))
-    comparisons = []
-    for n in args.sizes:
-        for ratio in (r for r in args.ratio_grid if r > 0):
-            for a, b in COMPARISONS:
-                ka = cell_key(a, ratio if a != BASELINE else 0.0, n)
-                kb = cell_key(b, ratio if b != BASELINE else 0.0, n)
-                compared = paired_compare(flat[ka], flat[kb], strata).as_dict()
-                comparisons.append({"candidate": ka, "baseline": kb, **compared})
-    for comparison, adjusted in zip(
-        comparisons, holm([c["p_value"] for c in comparisons]), strict=True
-    ):
-        comparison["p_holm"] = adjusted
+    pairs = [
+        (
+            cell_key(a, ratio if a != BASELINE else 0.0, n),
+            cell_key(b, ratio if b != BASELINE else 0.0, n),
+        )
+        for n in args.sizes
+        for ratio in (r for r in args.ratio_grid if r > 0)
+        for a, b in COMPARISONS
+    ]
+    comparisons = paired_family(flat, pairs, strata)
     return {"envs": list(envs), "start": start, "cells": cells, "comparisons": comparisons}
 
 
@@ -691,6 +689,8 @@ def write_episodes(
 
 
 def report(result: Mapping[str, Any]) -> None:
+    from llm_trainer.benchmarks.stats import comparison_lines
+
     grid = result["grid"]
     sections = [("held-out", result["held_out"])]
     sections += [("transfer, not trained on", f) for f in result["transfer"].values()]
@@ -710,13 +710,8 @@ def report(result: Mapping[str, Any]) -> None:
                 f"{c['examples']:8.0f} {c['sample_efficiency']['success_per_1k_examples']:7.3f} "
                 f"{c['train_seconds']['mean']:8.1f}"
             )
-        print(f"\n{'candidate - baseline':<30} {'diff':>7}  95% CI            p      p(Holm)")
-        for c in fam["comparisons"]:
-            name = f"{c['candidate']} - {c['baseline']}"
-            print(
-                f"{name:<30} {c['difference']:+7.3f}  [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]"
-                f"  {c['p_value']:.4f} {c['p_holm']:.4f}"
-            )
+        print()
+        print("\n".join(comparison_lines(fam["comparisons"], width=30)))
 
 
 def plot_success(result: Mapping[str, Any], path: Path) -> None:
