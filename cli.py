@@ -707,6 +707,89 @@ def synthesize(
         print(json.dumps(summary))
 
 
+@app.command()
+def research(
+    goal: Annotated[
+        str | None,
+        typer.Option(
+            help="The research goal. A question about optimizers (SGD, momentum, Adam), halving "
+            "an MLP's hidden size or weight decay is checked against the harness's reference; "
+            "other text for reproducibility only. Default: goals drawn from that family."
+        ),
+    ] = None,
+    sprints: Annotated[int, typer.Option(min=1, help="Sprints (finished ones are skipped).")] = 1,
+    out: Annotated[
+        Path, typer.Option(help="Results folder: sprint_NNN/ and knowledge.sqlite (memory).")
+    ] = Path("results"),
+    seed: Annotated[int, typer.Option(help="The run's seed (each sprint derives its own).")] = 0,
+    agent: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--agent",
+            help="ROLE=SPEC for one role (researcher, architect, coder, validator) or SPEC for "
+            "all: tiny (default; the untrained embedded model), scripted (known-good texts), "
+            "or any agent spec (transformers:DIR, openai:URL#model, a saved agent...).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds per run of the experiment.")
+    ] = 120.0,
+    min_isolation: Annotated[
+        str, typer.Option(help="The sandbox's minimum level, L0-L4 (L0: no isolation).")
+    ] = "L3",
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress", help="Progress bar on stderr (default: on a tty)."
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run research sprints (seed 004): researcher, architect, coder and validator discuss,
+    plan, run experiment.py in the sandbox and validate; writes OUT/sprint_NNN/ and resumes."""
+    from llm_trainer.algorithms.research import ResearchConfig, parse_agent_specs, run_research
+
+    try:
+        config = ResearchConfig(
+            goal=goal,
+            sprints=sprints,
+            out=out,
+            seed=seed,
+            agents=parse_agent_specs(agent or ()),
+            timeout_s=timeout,
+            min_isolation=min_isolation,
+            progress=progress,
+        )
+        run = run_research(config, log=lambda line: console.print(line, highlight=False))
+    except UserError as exc:
+        _fail(exc)
+        return
+    except KeyboardInterrupt:
+        console.print(
+            "[yellow]interrupted:[/] finished sprints are kept; run the same command again to "
+            "resume"
+        )
+        raise typer.Exit(130) from None
+    summary = run.as_dict()
+    table = Table(title=f"research sprints in {run.out} ({summary['successes']} succeeded)")
+    for column in ("sprint", "goal", "executed", "reproduced", "conclusion", "success", "rewards"):
+        table.add_column(column, overflow="fold")
+    for row in summary["sprints"]:
+        rewards = " ".join(f"{r[0]}={v:+g}" for r, v in row["rewards"].items())
+        table.add_row(
+            row["sprint_id"] + (" (kept)" if row["reused"] else ""),
+            row["goal_kind"] or "free text",
+            str(row["execution_success"]),
+            str(row["reproduced"]),
+            str(row["conclusion"]),
+            str(row["success"]),
+            rewards,
+        )
+    console.print(table)
+    if as_json:
+        print(json.dumps(summary))
+
+
 kg_app = typer.Typer(
     help="The knowledge graph: counts, related solved problems, GraphML/PNG/HTML export.",
     no_args_is_help=True,

@@ -35,6 +35,9 @@ STEP_INFO_KEYS: tuple[str, ...] = (
     "decomposition_valid",  # Decompose-v0: a valid plan was given
     "subproblem",  # Decompose-v0: the sub-problem being solved
     "chips",  # Kuhn poker: the seat's winnings at the end of the hand
+    "compile_error",  # Code-v0: why the program did not load (``None``: it did)
+    "failing_tests",  # Code-v0: the hidden tests the program failed, by name
+    "isolation_level",  # sandboxed envs: the isolation level the code ran at ("L3")
 )
 #: Longest text a step's ``info`` keeps per value (longer ones are cut, ending in "...").
 MAX_INFO_TEXT = 200

