@@ -10,6 +10,9 @@ its builder, so supporting a new kind of agent is one entry there:
                            (:mod:`llm_trainer.agents.sb3_agent`)
 ``kuhn:NAME``              a scripted ``LLMTrainer/KuhnPoker-v0`` player: ``random``,
                            ``always_bet`` or ``equilibrium`` (``kuhn_solver.SCRIPTED_STRATEGIES``)
+``mcts:BASE``,             an :class:`~llm_trainer.algorithms.search.agent.MCTSAgent`: tree
+``mcts:K=V,...:BASE``      search from the env's snapshots, candidates from ``BASE`` (a
+                           scripted proposer or an agent spec)
 ``transformers:DIR``,      an :class:`~llm_trainer.agents.llm_agent.LLMAgent` on that backend
 ``vllm:DIR``,              (greedy, seeded with ``seed``; a ``DIR`` that is also a saved agent
 ``openai:URL#model``       keeps its ``task_template``)
@@ -123,6 +126,13 @@ def _kuhn(argument: str, env: AgentEnv, seed: int) -> Policy:
     return StrategyPolicy(SCRIPTED_STRATEGIES[argument](), seed=seed)
 
 
+def _mcts(argument: str, env: AgentEnv, seed: int) -> Policy:
+    # Lazy: the search package is only needed by this spec.
+    from llm_trainer.algorithms.search.agent import build_from_spec
+
+    return build_from_spec(argument, env, seed)
+
+
 def _llm(kind: str) -> AgentBuilder:
     """An :class:`~llm_trainer.agents.llm_agent.LLMAgent` on the ``kind`` backend (greedy,
     seeded with ``seed``); agents built from the same spec share one backend (one model or
@@ -168,6 +178,7 @@ AGENT_BUILDERS: dict[str, AgentBuilder] = {
     "python": _python,
     "sb3": _sb3,
     "kuhn": _kuhn,
+    "mcts": _mcts,
     "transformers": _llm("transformers"),
     "vllm": _llm("vllm"),
     "openai": _llm("openai"),
@@ -191,7 +202,8 @@ def resolve_agent_spec(spec: str) -> tuple[AgentBuilder, str]:
     if builder is None:
         raise ConfigError(
             f"unknown agent spec {spec!r}{suggest(prefix, AGENT_SPECS)}; allowed: "
-            "oracle, random, python:module:factory, sb3:PATH.zip, kuhn:NAME, transformers:DIR, "
+            "oracle, random, python:module:factory, sb3:PATH.zip, kuhn:NAME, mcts:BASE, "
+            "transformers:DIR, "
             "vllm:DIR, openai:URL#model, or a saved agent directory"
         )
     return builder, argument
