@@ -178,6 +178,8 @@ def agent_fingerprint(spec: str) -> str | None:
       adapter, its base model directory too;
     * ``python:module:factory``: the module's own source file (found without importing it;
       what it imports is not hashed).
+    * ``mcts:[OPTIONS:]BASE``: its base agent's fingerprint (a scripted proposer: ``None``);
+      the search options are part of the spec itself.
 
     ``None`` where nothing local defines the agent: ``oracle`` and ``random`` (the package
     version, in every result's provenance, does), a model id that is no local directory, and
@@ -196,6 +198,11 @@ def agent_fingerprint(spec: str) -> str | None:
     if prefix == "python":
         source = _module_source(argument.rpartition(":")[0])
         return file_digest(source) if source is not None else None
+    if prefix == "mcts":
+        from llm_trainer.algorithms.search.agent import parse_agent_spec
+
+        base = parse_agent_spec(argument).base
+        return agent_fingerprint(base) if ":" in base or Path(base).is_dir() else None
     return None
 
 

@@ -172,3 +172,14 @@ def test_retraining_a_model_in_place_makes_run_bench_replay_instead_of_reusing(
     # Another agent at the same file is still refused, not replaced.
     with pytest.raises(ConfigError, match=r"another configuration.*--fresh"):
         run_bench(BenchConfig(SUITE.id, "oracle", out=out, workers=1), SUITE)
+
+
+def test_an_mcts_spec_is_fingerprinted_by_its_base_agent(tmp_path: Path) -> None:
+    model = tmp_path / "base_model"
+    _tree(model, {"config.json": b"{}", "model.safetensors": b"weights"})
+    before = agent_fingerprint(f"mcts:simulations=8:transformers:{model}")
+    assert before == agent_fingerprint(f"transformers:{model}") is not None
+    _tree(model, {"model.safetensors": b"retrained"})
+    assert agent_fingerprint(f"mcts:transformers:{model}") not in (None, before)
+    # A scripted proposer is defined by the package version, as oracle is.
+    assert agent_fingerprint("mcts:simulations=8:knapsack") is None
