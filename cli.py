@@ -926,6 +926,316 @@ def kg_export(
         )
 
 
+@app.command()
+def serve(
+    env: Annotated[str, typer.Option(help="The single-agent env id to serve.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: a free one).")] = 8000,
+    kwargs: Annotated[
+        str, typer.Option(help="Env arguments as a JSON object, e.g. '{\"difficulty\": 2}'.")
+    ] = "{}",
+    max_sessions: Annotated[int, typer.Option(min=1, help="Sessions open at once.")] = 64,
+    session_timeout: Annotated[
+        float, typer.Option(help="Seconds after which an idle HTTP session is closed.")
+    ] = 600.0,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "warning",
+) -> None:
+    """Serve an env over HTTP and WebSocket in the OpenEnv shape (/reset, /step, /state, /ws)."""
+    try:
+        from llm_trainer.serve.server import ServeConfig
+        from llm_trainer.serve.server import serve as run_server
+    except ImportError as exc:
+        _fail(UserError(f"{exc}; install the serve extra: pip install 'llm-trainer[serve]'"))
+        return
+
+    def ready(url: str) -> None:
+        ws = "ws" + url.removeprefix("http")
+        print(f"serving {env} at {url} (WebSocket: {ws}/ws); Ctrl-C stops", flush=True)
+
+    try:
+        env_kwargs = json.loads(kwargs)
+        if not isinstance(env_kwargs, dict):
+            raise UserError(f"--kwargs must be a JSON object, got {kwargs!r}")
+        config = ServeConfig(
+            env, env_kwargs, max_sessions=max_sessions, session_timeout_s=session_timeout
+        )
+        run_server(config, host, port, log_level=log_level, on_ready=ready)
+    except json.JSONDecodeError as exc:
+        _fail(UserError(f"--kwargs is not valid JSON: {exc}"))
+    except UserError as exc:
+        _fail(exc)
+
+
+runs_app = typer.Typer(
+    help="The runs index: list, show, compare and reproduce runs; sum their usage.",
+    no_args_is_help=True,
+)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback()
+def runs(
+    ctx: typer.Context,
+    index: Annotated[
+        Path | None,
+        typer.Option(
+            "--index",
+            help="The runs index (default: $LLM_TRAINER_RUNS_INDEX, else runs/index.sqlite; "
+            "every `train` run registers in OUTPUT_DIR/index.sqlite).",
+        ),
+    ] = None,
+) -> None:
+    """The runs index (SQLite) that every `llm-trainer train` run registers in."""
+    from llm_trainer.experiments.index import default_index_path
+
+    ctx.obj = index or default_index_path("runs")
+
+
+def _open_index(ctx: typer.Context) -> Any:
+    """The index of ``runs --index`` (an existing file: reading never creates one), with runs
+    whose process died marked failed."""
+    import contextlib
+    import sqlite3
+
+    from llm_trainer.experiments.index import ExperimentManager
+
+    index = ExperimentManager(Path(ctx.obj), must_exist=True)
+    with contextlib.suppress(sqlite3.Error):  # a read-only index: listed as it is
+        index.reap()
+    return index
+
+
+@runs_app.command("list")
+def runs_list(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Option(help="Only runs of this name.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only runs in this status (running, finished, failed...).")
+    ] = None,
+    algorithm: Annotated[str | None, typer.Option(help="Only runs of this algorithm.")] = None,
+    sweep: Annotated[str | None, typer.Option(help="Only the trials of this sweep id.")] = None,
+    cycle: Annotated[str | None, typer.Option(help="Only the runs of this cycle id.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """List runs, newest first."""
+    from llm_trainer.experiments.report import record_dict, runs_table
+
+    try:
+        index = _open_index(ctx)
+        records = index.runs(
+            name=name, status=status, algorithm=algorithm, sweep_id=sweep, cycle_id=cycle,
+            limit=limit,
+        )  # fmt: skip
+    except UserError as exc:
+        _fail(exc)
+        return
+    console.print(runs_table(records, f"{len(records)} runs in {index.path}"))
+    if as_json:
+        print(json.dumps({"runs": [record_dict(r) for r in records]}, default=str))
+
+
+@runs_app.command("show")
+def runs_show(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="A run id (or its run directory).")],
+    config: Annotated[bool, typer.Option("--config", help="Print its config (YAML) too.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """One run: its record, metrics with intervals, usage (and config)."""
+    import yaml
+
+    from llm_trainer.experiments.report import record_dict, run_tables
+
+    try:
+        record = _open_index(ctx).find(run)
+    except UserError as exc:
+        _fail(exc)
+        return
+    for table in run_tables(record):
+        console.print(table)
+    if config:
+        console.print(yaml.safe_dump(record.config, sort_keys=False), highlight=False)
+    if as_json:
+        print(json.dumps(record_dict(record), default=str))
+
+
+@runs_app.command("compare")
+def runs_compare(
+    ctx: typer.Context,
+    run: Annotated[list[str], typer.Argument(help="Two or more run ids (or run directories).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Runs side by side: their metrics (with intervals) and the config fields that differ."""
+    from llm_trainer.experiments.report import compare_tables, config_differences, record_dict
+
+    try:
+        if len(run) < 2:
+            raise UserError("runs compare needs at least two runs")
+        index = _open_index(ctx)
+        records = [index.find(r) for r in run]
+    except UserError as exc:
+        _fail(exc)
+        return
+    for table in compare_tables(records):
+        console.print(table)
+    if as_json:
+        payload = {
+            "runs": [record_dict(r) for r in records],
+            "config_differences": dict(config_differences(records)),
+        }
+        print(json.dumps(payload, default=str))
+
+
+@runs_app.command("reproduce")
+def runs_reproduce(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="A run id (or its run directory).")],
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Where the new run goes (default: beside the index).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a run again from its stored config and seed (a new run directory) and check that
+    its held-out rates match within the noise floor; exit 1 when they do not."""
+    from llm_trainer.experiments.report import reproduction_table
+    from llm_trainer.experiments.reproduce import reproduce_run
+
+    try:
+        reproduction = reproduce_run(
+            _open_index(ctx),
+            run,
+            output_dir=output_dir,
+            log=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
+        )
+    except UserError as exc:
+        _fail(exc)
+        return
+    console.print(reproduction_table(reproduction))
+    style = "green" if reproduction.matches else "bold red"
+    console.print(f"[{style}]{reproduction.verdict()}[/]", highlight=False)
+    if as_json:
+        print(json.dumps(reproduction.as_dict()))
+    if not reproduction.matches:
+        raise typer.Exit(1)
+
+
+@runs_app.command("usage")
+def runs_usage(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Option(help="Only runs of this name.")] = None,
+    sweep: Annotated[str | None, typer.Option(help="Only the trials of this sweep id.")] = None,
+    cycle: Annotated[str | None, typer.Option(help="Only the runs of this cycle id.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Seconds, CPU- and GPU-seconds, tokens and money of the runs, summed."""
+    from llm_trainer.experiments.report import usage_table
+
+    try:
+        index = _open_index(ctx)
+        records = index.runs(name=name, sweep_id=sweep, cycle_id=cycle)
+    except UserError as exc:
+        _fail(exc)
+        return
+    from llm_trainer.experiments.cost import RunUsage
+
+    total = RunUsage.total(r.usage for r in records)
+    console.print(usage_table(total, f"usage of {len(records)} runs in {index.path}"))
+    if as_json:
+        print(json.dumps({"runs": len(records), **total.as_dict()}))
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The base experiment YAML.")],
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(help="A field and its values: --grid train.learning_rate=1e-3,2e-3."),
+    ] = None,
+    ranges: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--range",
+            help="A field and a range (with --random or --optuna): uniform(lo,hi), "
+            "loguniform(lo,hi) or int(lo,hi).",
+        ),
+    ] = None,
+    random_trials: Annotated[
+        int | None, typer.Option("--random", min=1, help="Draw N random points.")
+    ] = None,
+    optuna_trials: Annotated[
+        int | None, typer.Option("--optuna", min=1, help="N trials chosen by Optuna (TPE).")
+    ] = None,
+    parallel: Annotated[int, typer.Option(min=1, help="Trials at once.")] = 1,
+    cpus_per_trial: Annotated[
+        int | None, typer.Option(min=1, help="CPU cores per trial (default: shared out).")
+    ] = None,
+    gpus_per_trial: Annotated[
+        int | None, typer.Option(min=0, help="GPUs per trial (default: 1 if enough, else 0).")
+    ] = None,
+    objective: Annotated[
+        str, typer.Option(help="The metric that ranks trials (success, final_loss...).")
+    ] = "success",
+    direction: Annotated[
+        str | None, typer.Option(help="maximize or minimize (default: minimize losses).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the random draws and of Optuna.")] = 0,
+    name: Annotated[
+        str | None, typer.Option(help="The sweep's name (default: the config's).")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a field of the base config.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Sweep config fields (grid, random or Optuna), trials in parallel, each an indexed run;
+    the same command again resumes the sweep."""
+    from llm_trainer.experiments.report import sweep_table
+    from llm_trainer.experiments.sweep import (
+        ConfigManager,
+        Mode,
+        Sweep,
+        SweepConfig,
+        parse_parameter,
+    )
+
+    try:
+        if random_trials is not None and optuna_trials is not None:
+            raise UserError("choose one search: --random N or --optuna N")
+        mode: Mode = "optuna" if optuna_trials else "random" if random_trials else "grid"
+        spec = SweepConfig(
+            parameters=tuple(parse_parameter(p) for p in [*(grid or ()), *(ranges or ())]),
+            mode=mode,
+            trials=optuna_trials or random_trials,
+            parallel=parallel,
+            cpus_per_trial=cpus_per_trial,
+            gpus_per_trial=gpus_per_trial,
+            objective=objective,
+            direction=direction,  # type: ignore[arg-type]  # checked by SweepConfig
+            seed=seed,
+            name=name,
+        )
+        result = Sweep(
+            ConfigManager(config, overrides or ()),
+            spec,
+            log=lambda m: console.print(f"[dim]{m}[/]", highlight=False),
+        ).run()
+    except UserError as exc:
+        _fail(exc)
+        return
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted:[/] finished trials are kept; run the same command "
+                      "again to resume")  # fmt: skip
+        raise typer.Exit(130) from None
+    console.print(sweep_table(result))
+    best = result.best
+    if best is not None:
+        console.print(f"best: trial {best.trial} (run {best.run_id}): {result.objective} = "
+                      f"{best.objective:.4g}; {best.run_dir}", highlight=False)  # fmt: skip
+    if as_json:
+        print(json.dumps(result.as_dict(), default=str))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
 

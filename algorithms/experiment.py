@@ -17,6 +17,10 @@ model, the datasets the algorithm stored (by :meth:`~llm_trainer.algorithms.base
 AlgorithmContext.store_dataset`), the trained model (``trained_on`` its datasets,
 ``derived_from`` the starting model and the experiment) and the held-out scores of both
 (``evaluated_on`` the experiment, phase ``before``/``after``, the metrics as attributes).
+
+Every run also runs inside :func:`~llm_trainer.experiments.tracking.track_run`: it is registered
+in the runs index (``OUTPUT_DIR/index.sqlite``, ``llm-trainer runs``) with its outcome, metrics
+and usage, keeps a ``status.json``, and logs an alert when it regressed past the noise floor.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from llm_trainer.algorithms.base import AlgorithmContext, AlgorithmResult
 from llm_trainer.algorithms.config import ExperimentConfig
 from llm_trainer.core.config import to_dict
 from llm_trainer.core.rundir import RunDir, atomic_directory
+from llm_trainer.experiments.tracking import track_run
 
 Log = Callable[[str], None]
 
@@ -51,6 +56,16 @@ def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, A
         config.output_dir, config.name, to_dict(config), config.seed, resume=config.resume
     )
     log(f"run directory: {run.path}")
+    with track_run(config, run, log=log) as tracked:  # runs index, status.json, usage, alerts
+        summary = _run(config, algorithm, run, start, log)
+        tracked.finish(summary)
+    return summary
+
+
+def _run(
+    config: ExperimentConfig, algorithm: Any, run: RunDir, start: float, log: Log
+) -> dict[str, Any]:
+    """The experiment in its run directory (see :func:`run_experiment`)."""
     context = AlgorithmContext(config, run, log=log)
     _record_experiment(context, algorithm.name, "running")
     before: dict[str, float] | None = None

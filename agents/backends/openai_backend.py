@@ -312,6 +312,11 @@ class OpenAIBackend(Backend):
         choices = sorted(reply.get("choices") or [], key=lambda c: int(c.get("index", 0)))
         if not choices:
             raise BackendError(f"{self.spec}: the server returned no choices: {str(reply)[:200]}")
+        # The tokens the server says it billed, for the run's usage and cost (llm-trainer runs).
+        from llm_trainer.experiments.cost import METER, usage_from_openai_reply
+
+        if (usage := usage_from_openai_reply(reply)) is not None:
+            METER.record(self.spec, usage)
         top_prompt_ids = reply.get("prompt_token_ids")
         samples = []
         for choice in choices:

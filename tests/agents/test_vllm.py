@@ -36,6 +36,7 @@ from llm_trainer.agents.llm_agent import LLMAgent, LLMAgentConfig
 from llm_trainer.algorithms.rollout import run_episode
 from llm_trainer.core.errors import BackendError
 from llm_trainer.core.records import Generation, to_plain
+from llm_trainer.experiments.cost import METER
 from tests.conftest import ENV_IDS
 
 pytestmark = [
@@ -222,7 +223,12 @@ def test_openai_backend_through_vllm_serve_with_tools_matches_transformers(
     )
     assert backend.max_context == 1024
     params = SamplingConfig(temperature=0.0, max_new_tokens=32)
+    before = METER.snapshot()
     served = backend.chat(prompts, params)
+    # The server's usage objects reach the meter behind `llm-trainer runs usage` and cost.
+    [billed] = METER.since(before).values()
+    assert billed.prompt_tokens == sum(len(g.prompt_token_ids) for [g] in served)
+    assert billed.completion_tokens == sum(len(g.token_ids) for [g] in served)
     for prompt, [theirs] in zip(prompts, served, strict=True):
         # The server rendered the same chat template (tools included) to the same tokens...
         assert list(theirs.prompt_token_ids) == transformers_backend.render(prompt)
