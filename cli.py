@@ -38,8 +38,10 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="End with a one-line JSON
 
 def _fail(exc: Exception) -> None:
     """Print an expected error as one line (no traceback) and exit with status 2."""
+    from rich.markup import escape  # a message's [brackets] are text ('llm-trainer[ray]')
+
     message = " ".join(str(exc).split()) or type(exc).__name__
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -357,6 +359,15 @@ def bench(
             help="Knowledge graph file: record the agent and every problem attempted/solved."
         ),
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Play the episodes as Ray tasks on this cluster (local, auto, HOST:PORT; "
+            "pip install 'llm-trainer[ray]'): the same records.",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run an agent on a benchmark suite (parallel, resumable) and write its result file."""
@@ -374,6 +385,7 @@ def bench(
             fresh=fresh,
             progress=progress,
             knowledge_path=knowledge,
+            ray_address=ray,
         )
         baseline = load_result(compare) if compare is not None else None
         run = run_bench(config)

@@ -121,8 +121,8 @@ class Algorithm:
         config_class: A dataclass of the algorithm's own settings (default: none).
         produces_policy: Whether :meth:`run` returns a trained policy to evaluate and save.
         sections: The experiment's shared sections it reads besides ``model``, ``train`` and
-            ``eval`` (``"data"``, ``"reward"``): setting another one to a non-default value is
-            an error, since it would do nothing.
+            ``eval`` (``"data"``, ``"reward"``, ``"ray"``): setting another one to a non-default
+            value is an error, since it would do nothing.
     """
 
     name: ClassVar[str] = ""

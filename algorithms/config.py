@@ -37,6 +37,7 @@ from llm_trainer.core.config import (
     to_dict,
 )
 from llm_trainer.core.errors import ConfigError, UnknownEnvError, suggest
+from llm_trainer.distributed.config import RayConfig
 
 PositiveInt = Annotated[int, Range(ge=1)]
 NonNegativeInt = Annotated[int, NON_NEGATIVE]
@@ -291,7 +292,7 @@ class EvalConfig:
 
 
 #: The sections every experiment has, whichever its algorithm.
-SHARED_SECTIONS = ("model", "data", "train", "reward", "eval")
+SHARED_SECTIONS = ("model", "data", "train", "reward", "eval", "ray")
 #: Read by every algorithm (others must be declared in ``Algorithm.sections``).
 ALWAYS_READ = ("model", "train", "eval")
 
@@ -321,6 +322,8 @@ class ExperimentConfig:
     """The reward of online RL (PPO, GRPO)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation."""
+    ray: RayConfig = field(default_factory=RayConfig)
+    """Where the algorithm's parallel work runs (algorithms that read it: ``evolution``)."""
     output_dir: str = "runs"
     """Where run directories go."""
     resume: bool = False
@@ -376,6 +379,8 @@ class ExperimentConfig:
             for f in dataclasses.fields(self)
             if f.name != "settings"
         }
+        if self.ray == RayConfig():  # unset: configs (and run dirs) made before it read the same
+            del out["ray"]
         out[self.algorithm_class().name] = to_dict(self.settings)
         return out
 

@@ -5,7 +5,9 @@
 
 * **Parallel**: a pool of ``workers`` processes (``forkserver`` by default: safe with threads,
   and cheaper than ``spawn``), each building one env and one policy per env id and reusing them
-  (difficulty is a reset option). ``workers=1`` plays in this process.
+  (difficulty is a reset option). ``workers=1`` plays in this process. With ``ray_address``
+  the episodes are Ray tasks on that cluster instead (:mod:`llm_trainer.distributed`; a task
+  whose worker dies is re-run, its episodes recorded once), with the same records.
 * **Deterministic**: every episode resets its env and its policy with the episode's env seed
   (a later trial of a task, in a suite with ``trials``: the policy with a seed of its own,
   :func:`~llm_trainer.benchmarks.suites.episode_policy_seed`), so its record does not depend
@@ -29,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import importlib.util
 import json
 import multiprocessing
@@ -39,6 +42,7 @@ import re
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -126,6 +130,10 @@ class BenchConfig:
     attempt (solved, or how it failed) there, from the worker that played it (see
     :mod:`llm_trainer.core.knowledge.recording`). ``None``: nothing is recorded. A reused
     finished result records nothing (play it again with ``fresh``)."""
+    ray_address: str | None = None
+    """Play the episodes as Ray tasks on this cluster instead of ``workers`` local processes:
+    ``local`` (started here), ``auto``, ``HOST:PORT`` or ``ray://HOST:PORT`` (the ``ray``
+    extra; see :mod:`llm_trainer.distributed`). The records are the same."""
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
@@ -136,6 +144,12 @@ class BenchConfig:
             )
         if self.name is not None and not self.name.strip():
             raise ConfigError("name must not be empty")
+        if self.ray_address is not None:
+            from llm_trainer.distributed.ray_backend import check_ray_installed
+
+            if not self.ray_address.strip():
+                raise ConfigError("ray_address must not be empty (local, auto or HOST:PORT)")
+            check_ray_installed()
         resolve_agent_spec(self.agent)  # an unknown spec fails here, before any work
 
     @property
@@ -324,8 +338,11 @@ def _play_all(
     forever when a worker dies): a worker that dies makes this raise, naming its exit code.
 
     Raises:
-        RolloutError: when a worker process dies.
+        RolloutError: when a worker process dies (on Ray: when its retries are spent).
     """
+    if config.ray_address is not None and keys:
+        yield from _play_on_ray(config, keys, knowledge)
+        return
     if config.workers == 1 or len(keys) <= 1:
         player = EpisodePlayer(config.agent, config.agent_seed, knowledge)
         try:
@@ -376,6 +393,41 @@ def _play_all(
         for q in (tasks, results):
             q.close()
             q.cancel_join_thread()
+
+
+#: A Ray worker process's player: one run's at a time (a new run closes the last one's, so a
+#: model retrained in place is loaded afresh, as by a new local worker).
+_RAY_PLAYERS: dict[str, EpisodePlayer] = {}
+
+
+def _play_in_ray_worker(
+    run: str,
+    agent_spec: str,
+    agent_seed: int,
+    knowledge: EpisodeRecorder | None,
+    key: EpisodeKey,
+) -> dict[str, Any]:
+    player = _RAY_PLAYERS.get(run)
+    if player is None:
+        while _RAY_PLAYERS:
+            _RAY_PLAYERS.popitem()[1].close()
+        player = _RAY_PLAYERS[run] = EpisodePlayer(agent_spec, agent_seed, knowledge)
+    return player.play(key).to_json()
+
+
+def _play_on_ray(
+    config: BenchConfig, keys: list[EpisodeKey], knowledge: EpisodeRecorder | None
+) -> Iterator[EpisodeRecord]:
+    """The episodes of ``keys`` as Ray tasks (chunks of episodes, re-run when their worker
+    dies: each record comes once, from the attempt that finished)."""
+    from llm_trainer.distributed.ray_backend import RayExecutor
+
+    assert config.ray_address is not None
+    run = uuid.uuid4().hex
+    play = functools.partial(_play_in_ray_worker, run, config.agent, config.agent_seed, knowledge)
+    with RayExecutor(config.ray_address) as executor:
+        for _, record in executor.imap_unordered(play, keys):
+            yield EpisodeRecord.from_json(record)
 
 
 def _check_workers(workers: list[Any]) -> None:
@@ -604,6 +656,7 @@ def run_bench(config: BenchConfig, suite: SuiteSpec | None = None) -> BenchRun:
                 finished_at=_now(),
                 workers=config.workers,
                 start_method=config.start_method,
+                **({"ray_address": config.ray_address} if config.ray_address else {}),
                 episodes_played=len(keys),
                 episodes_resumed=resumed,
                 wall_seconds=round(time.perf_counter() - start, 3),

@@ -17,6 +17,8 @@ search uses them:
   :class:`MAPElitesArchive` over declared features;
 * :mod:`.engine`: :class:`EvolutionEngine`, the generational loop (elitism, checkpoint and
   resume per generation, the held-out final choice);
+* :mod:`.refine`: :class:`SearchRefine`, a short MCTS improving each new genome before
+  selection (``evolution.search_refine``; the refined individual's operator: ``mcts_refine``);
 * :mod:`.genealogy`: parents, operator, generation, island and per-instance scores of every
   individual, in the knowledge graph and as a family-tree picture;
 * :mod:`.config` and :mod:`.algorithm`: :class:`EvolutionSettings` and the registered
@@ -58,6 +60,7 @@ from llm_trainer.algorithms.evolution.population import (
     MAPElitesArchive,
     Population,
 )
+from llm_trainer.algorithms.evolution.refine import REFINE, Refinement, SearchRefine
 from llm_trainer.algorithms.evolution.selection import (
     ParetoSelection,
     RankSelection,
@@ -67,6 +70,7 @@ from llm_trainer.algorithms.evolution.selection import (
 )
 
 __all__ = [
+    "REFINE",
     "ChildRequest",
     "CrossoverOperator",
     "EvaluationSpec",
@@ -89,8 +93,10 @@ __all__ = [
     "Population",
     "ProgrammaticVariation",
     "RankSelection",
+    "Refinement",
     "RouletteSelection",
     "Search",
+    "SearchRefine",
     "SelectionStrategy",
     "TournamentSelection",
     "Variation",

@@ -32,6 +32,7 @@ from llm_trainer.algorithms.evolution.genealogy import GenealogyRecorder, draw_f
 from llm_trainer.algorithms.evolution.genome import Genome
 from llm_trainer.core.errors import ConfigError
 from llm_trainer.core.rundir import atomic_directory, atomic_write
+from llm_trainer.distributed import ray_executor
 
 
 class EvolutionAlgorithm(Algorithm):
@@ -47,6 +48,7 @@ class EvolutionAlgorithm(Algorithm):
     name = "evolution"
     config_class = EvolutionSettings
     produces_policy = False
+    sections = ("ray",)  # ray.address: fitness evaluated as Ray tasks
 
     def run(self, context: AlgorithmContext) -> AlgorithmResult:
         s: EvolutionSettings = self.config
@@ -66,7 +68,7 @@ class EvolutionAlgorithm(Algorithm):
             backend = f"transformers:{model_dir}"
         directory = context.run.path / "evolution"
         knowledge = context.knowledge
-        evaluator = FitnessEvaluator(s.workers)
+        evaluator = FitnessEvaluator(s.workers, executor=ray_executor(context.experiment.ray))
         try:
             if s.operators == "llm":
                 from llm_trainer.agents.backends import make_backend

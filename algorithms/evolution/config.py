@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from llm_trainer.algorithms.config import NonNegativeInt, PositiveInt, check_env
 from llm_trainer.algorithms.evolution.genome import GenomeKind, parse_sampling
 from llm_trainer.algorithms.evolution.population import FeatureSpec, check_features
+from llm_trainer.algorithms.evolution.refine import SearchRefine
 from llm_trainer.core.config import NON_NEGATIVE, POSITIVE, PROBABILITY, Range, check_ranges
 from llm_trainer.core.errors import ConfigError
 
@@ -122,6 +123,12 @@ class EvolutionSettings:
     """Sampling temperature of the LLM operators."""
     operator_max_new_tokens: PositiveInt = 128
     """Budget of an LLM operator's answer."""
+    search_refine: SearchRefine = field(default_factory=SearchRefine)
+    """A short MCTS refining every new genome before selection (``{simulations: 16, ...}``;
+    off by default): a solution genome's answer is improved by a local search from it, an LLM
+    genome's unsolved fitness episodes are searched with its agent proposing the candidates
+    (:mod:`~llm_trainer.algorithms.evolution.refine`). The refined individual is recorded as
+    the unrefined one's child, operator ``mcts_refine``."""
 
     def __post_init__(self) -> None:
         check_ranges(self, "evolution")
@@ -171,6 +178,11 @@ class EvolutionSettings:
             raise ConfigError(
                 f"evolution.examples_pool ({self.examples_pool}) must be at least examples "
                 f"({self.examples})"
+            )
+        if not isinstance(self.search_refine, SearchRefine):
+            raise ConfigError(
+                f"evolution.search_refine must be a mapping of its settings, got "
+                f"{self.search_refine!r}"
             )
         check_features(self.features, self.genome, "evolution.features")
         if len(self.initial) > self.population:

@@ -19,8 +19,11 @@ Read top to bottom (:meth:`EvolutionEngine.run`):
    One generation's children, over every island, are made in one call (one batched
    generation for LLM operators) and evaluated in one call (in parallel with ``workers``).
    Every genome is scored on the same fitness seeds, so a child is compared with its parents
-   on the same tasks; a genome met before is not played again. Then every ``migration_every``
-   generations, ring migration between islands.
+   on the same tasks; a genome met before is not played again. With
+   ``search_refine.simulations`` set, each new genome (the initial population's too) is then
+   refined by a short tree search (:mod:`.refine`) and the refined individual, the unrefined
+   one's child by the operator ``mcts_refine``, takes its place. Then every
+   ``migration_every`` generations, ring migration between islands.
 3. **Checkpoint.** After each generation: its genealogy in the knowledge graph (idempotent),
    then ``generations/NNNNN.json`` (atomically): the individuals it made, each island's
    members and the archive. A killed search resumes after the last complete file: the
@@ -38,7 +41,7 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -84,6 +87,7 @@ from llm_trainer.algorithms.evolution.population import (
     ranked,
     score_matrix,
 )
+from llm_trainer.algorithms.evolution.refine import REFINE, Refinement
 from llm_trainer.algorithms.evolution.selection import SelectionStrategy, make_selection
 from llm_trainer.core.config import to_dict
 from llm_trainer.core.errors import ConfigError
@@ -204,9 +208,23 @@ class EvolutionResult:
             "archive_qd_score": self.archive.qd_score(),
             "resumed_from_generation": self.resumed_from,
             "evaluations": self.evaluations,
+            **refinement_summary(self.genealogy),
             "generations_per_minute": 60 * len(gens) / gen_seconds if gen_seconds else None,
         }
         return out
+
+
+def refinement_summary(genealogy: Genealogy) -> dict[str, Any]:
+    """How many individuals a search refined, how many of them it improved (a higher
+    fitness than the unrefined genome's), and the mean gain in fitness."""
+    known = genealogy.individuals
+    refined = [ind for ind in known.values() if ind.operator == REFINE]
+    gains = [ind.value - known[ind.parents[0]].value for ind in refined]
+    return {
+        "refinements": len(refined),
+        "refinements_improved": sum(g > 0 for g in gains),
+        "refinement_mean_gain": float(np.mean(gains)) if gains else None,
+    }
 
 
 def settings_fingerprint(settings: EvolutionSettings, seed: int) -> str:
@@ -261,6 +279,9 @@ class EvolutionEngine:
         self.population = Population([[] for _ in range(settings.islands)])
         self.history: list[GenerationStats] = []
         self._cache: dict[Genome, Fitness] = {}
+        self._refined: dict[Genome, Refinement] = {}
+        self.refining = search.train.refine is not None and search.train.refine.enabled
+        """Whether every new genome is refined by a search (``evolution.search_refine``)."""
         self._order = 0
         self._evaluations = 0
 
@@ -368,7 +389,9 @@ class EvolutionEngine:
         for (island, place, _, parent), (genome, operator) in zip(requests, children, strict=True):
             islands[island][place] = (genome, operator, (parent,))
         # fitness of every genome at once (seeded ones included), then the individuals
-        fitness = self._evaluate([g for members in islands for g, _, _ in members], played)
+        genomes = [g for members in islands for g, _, _ in members]
+        fitness = self._evaluate(genomes, played)
+        refined = self._refine(genomes, fitness, played)
         made: list[Individual] = []
         for island, members in enumerate(islands):
             seeded = seeds_by_island[island]
@@ -386,8 +409,11 @@ class EvolutionEngine:
                         f"g0-i{island}-{n}",
                         fitness[genome],
                     )
+                made.append(ind)
+                if self.refining:
+                    ind = self._refined_individual(ind, refined[genome])
+                    made.append(ind)
                 current.append(ind)
-            made += current
             self.population.islands[island] = current
         self._commit(0, made, started)
 
@@ -403,6 +429,7 @@ class EvolutionEngine:
                 plans += self._de_requests(generation, island, members, rng)
         children = self.search.variation.make([request for _, request, _ in plans])
         fitness = self._evaluate([genome for genome, _ in children], played)
+        refined = self._refine([genome for genome, _ in children], fitness, played)
         made: list[Individual] = []
         counters = [0] * s.islands
         by_island: list[list[Individual]] = [[] for _ in range(s.islands)]
@@ -417,8 +444,11 @@ class EvolutionEngine:
                 fitness[genome],
             )
             counters[island] += 1
-            by_island[island].append(child)
             made.append(child)
+            if self.refining:
+                child = self._refined_individual(child, refined[genome])
+                made.append(child)
+            by_island[island].append(child)
         for island, children_here in enumerate(by_island):
             members = self.population.islands[island]
             if s.strategy == "ga":
@@ -522,11 +552,42 @@ class EvolutionEngine:
             self._evaluations += len(todo)
         return {g: self._cache[g] for g in genomes}
 
+    def _refine(
+        self,
+        genomes: Sequence[Genome],
+        fitness: Mapping[Genome, Fitness],
+        played: Callable[[int], None],
+    ) -> dict[Genome, Refinement]:
+        """Each genome's refinement by a search (none when refinement is off), refining only
+        those not met before."""
+        if not self.refining:
+            return {}
+        todo = [g for g in dict.fromkeys(genomes) if g not in self._refined]
+        if todo:
+            results = self.evaluator.refine(
+                self.search.train, [(g, fitness[g]) for g in todo], played
+            )
+            self._refined.update(zip(todo, results, strict=True))
+        return {g: self._refined[g] for g in genomes}
+
+    def _refined_individual(self, raw: Individual, refinement: Refinement) -> Individual:
+        """The refined version of ``raw``: its child by the operator :data:`~.refine.REFINE`."""
+        return self._new(
+            refinement.genome,
+            raw.generation,
+            raw.island,
+            REFINE,
+            (raw.id,),
+            f"{raw.id}r",
+            refinement.fitness,
+        )
+
     def _commit(self, generation: int, made: Sequence[Individual], started: float) -> None:
         """Record ``made``, update the archive, write the knowledge graph and the checkpoint."""
+        unrefined = unrefined_ids(made)  # replaced by their refinement: never members
         for ind in made:
             self.genealogy.add(ind)
-            if ind.operator != MIGRATION:
+            if ind.operator != MIGRATION and ind.id not in unrefined:
                 self.archive.offer(ind)
         members = self.population.members
         stats = GenerationStats(
@@ -588,14 +649,20 @@ class EvolutionEngine:
         self.archive.restore(archive, known)
         self._order = 1 + max(ind.order for ind in known.values())
         for ind in known.values():
-            self._cache.setdefault(ind.genome, ind.fitness)
+            if ind.operator == REFINE:
+                parent = known[ind.parents[0]]
+                self._refined.setdefault(parent.genome, Refinement(ind.genome, ind.fitness))
+            elif ind.operator != MIGRATION:
+                self._cache.setdefault(ind.genome, ind.fitness)
         return last
 
     # -- the final choice ----------------------------------------------------------------------
 
     def _choose(self, resumed_from: int | None) -> EvolutionResult:
         s = self.settings
-        generation0 = [ind for ind in self.genealogy.individuals.values() if ind.generation == 0]
+        known = self.genealogy.individuals
+        unrefined = unrefined_ids(known.values())
+        generation0 = [i for i in known.values() if i.generation == 0 and i.id not in unrefined]
         baseline = ranked(generation0)[0]
         distinct: dict[Genome, Individual] = {}
         for ind in ranked(self.population.members + self.archive.elites()):
@@ -656,7 +723,11 @@ class EvolutionEngine:
         todo = [g for g in genomes if g not in known]
         if todo:
             self.log(f"evolution: {len(todo)} finalists on {len(spec.seeds)} held-out seeds")
-            known.update(zip(todo, self.evaluator.evaluate(spec, todo), strict=True))
+            results = self.evaluator.evaluate(spec, todo)
+            if spec.refine is not None and spec.refine.enabled:  # scored as in the search
+                refined = self.evaluator.refine(spec, list(zip(todo, results, strict=True)))
+                results = [r.fitness for r in refined]
+            known.update(zip(todo, results, strict=True))
             self._evaluations += len(todo)
         records = [
             {"kind": g.kind, "text": g.text, "fitness": f.to_dict()} for g, f in known.items()
@@ -664,6 +735,12 @@ class EvolutionEngine:
         document = {"fingerprint": self.fingerprint, "held_out": records}
         atomic_write(path, (json.dumps(document) + "\n").encode())
         return {g: known[g] for g in genomes}
+
+
+def unrefined_ids(individuals: Iterable[Individual]) -> set[str]:
+    """The ids of the individuals a search refined (each is the parent of an individual made
+    by :data:`~.refine.REFINE`, which took its place)."""
+    return {p for ind in individuals if ind.operator == REFINE for p in ind.parents}
 
 
 def canonical(space: SolutionSpace, text: str) -> str:
@@ -737,6 +814,7 @@ def prepare_search(
         "max_new_tokens": s.max_new_tokens,
         "sampling_seed": seed,
         "batch_size": s.batch_size,
+        "refine": s.search_refine if s.search_refine.enabled else None,
     }
     train = EvaluationSpec(seeds=train_seeds, **common)
     held_out = None

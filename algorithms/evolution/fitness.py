@@ -19,6 +19,7 @@ on the number of workers; the tests check that.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -27,12 +28,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from llm_trainer.algorithms.evolution.genome import Genome, GenomeKind, parse_sampling
+from llm_trainer.algorithms.evolution.refine import Refinement, SearchRefine, refine_genome
 from llm_trainer.core.errors import ConfigError, RolloutError
 
 if TYPE_CHECKING:
     from llm_trainer.agents.backends import Backend
     from llm_trainer.agents.llm_agent import LLMAgentConfig
     from llm_trainer.agents.policy import Policy
+    from llm_trainer.distributed.executor import Executor
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,9 @@ class Fitness:
     """Each episode's env steps."""
     errors: int = 0
     """Episodes that failed (the policy or the env raised; recorded, never fatal)."""
+    tokens: tuple[int, ...] = ()
+    """Each episode's generated tokens (0 for a solution genome), the searches of a refined
+    genome's episodes included (:mod:`.refine`)."""
 
     @property
     def mean(self) -> float:
@@ -71,6 +77,7 @@ class Fitness:
             "successes": list(self.successes),
             "steps": list(self.steps),
             "errors": self.errors,
+            "tokens": list(self.tokens),
         }
 
     @classmethod
@@ -80,6 +87,7 @@ class Fitness:
             tuple(bool(s) for s in data.get("successes", ())),
             tuple(int(s) for s in data.get("steps", ())),
             int(data.get("errors", 0)),
+            tuple(int(t) for t in data.get("tokens", ())),
         )
 
 
@@ -101,6 +109,7 @@ class EvaluationSpec:
         max_new_tokens: Generation budget per action.
         sampling_seed: Seeds the agents' sampling (with each episode's seed and step).
         batch_size: Envs played in lockstep (one batched generation per step).
+        refine: The search refining each new genome (:mod:`.refine`; ``None``: none).
     """
 
     env_id: str
@@ -115,6 +124,7 @@ class EvaluationSpec:
     max_new_tokens: int = 64
     sampling_seed: int = 0
     batch_size: int = 8
+    refine: SearchRefine | None = None
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -201,14 +211,7 @@ def evaluate_genome(
 
     if genome.kind != spec.kind:
         raise ValueError(f"a {genome.kind} genome given to a {spec.kind} evaluation")
-    backend = None
-    if spec.backend is not None and genome.kind != "solution":
-        cache = backends if backends is not None else {}
-        if spec.backend not in cache:
-            from llm_trainer.agents.backends import make_backend
-
-            cache[spec.backend] = make_backend(spec.backend, spec.backend_options)
-        backend = cache[spec.backend]
+    backend = backend_for(spec, backends) if genome.kind != "solution" else None
     policy = genome_policy(spec, genome, backend)
     played = collect(
         spec.env_id,
@@ -224,7 +227,24 @@ def evaluate_genome(
         tuple(t.success for t in played),
         tuple(len(t.steps) for t in played),
         sum(t.error is not None for t in played),
+        tuple(sum(len(s.completion_token_ids) for s in t.steps) for t in played),
     )
+
+
+def backend_for(spec: EvaluationSpec, backends: dict[str, Backend] | None = None) -> Backend:
+    """The model of ``spec`` (``backends`` caches it by spec; built on first use).
+
+    Raises:
+        ValueError: for a spec without a backend (solution genomes).
+    """
+    if spec.backend is None:
+        raise ValueError("this evaluation plays solution genomes: it has no model")
+    cache = backends if backends is not None else {}
+    if spec.backend not in cache:
+        from llm_trainer.agents.backends import make_backend
+
+        cache[spec.backend] = make_backend(spec.backend, spec.backend_options)
+    return cache[spec.backend]
 
 
 #: A worker process's models, by backend spec (built once per process).
@@ -233,6 +253,10 @@ _WORKER_BACKENDS: dict[str, Backend] = {}
 
 def _evaluate_in_worker(spec: EvaluationSpec, genome: Genome) -> Fitness:
     return evaluate_genome(spec, genome, _WORKER_BACKENDS)
+
+
+def _refine_in_worker(spec: EvaluationSpec, item: tuple[Genome, Fitness]) -> Refinement:
+    return refine_genome(spec, item[0], item[1], _WORKER_BACKENDS)
 
 
 def resolve_workers(workers: int) -> int:
@@ -250,14 +274,20 @@ class FitnessEvaluator:
     (0: every core); the results are the same either way.
 
     Use it as a context manager (or call :meth:`close`): it owns the pool and the models.
+    ``executor`` (a :class:`~llm_trainer.distributed.RayExecutor`, from an experiment's
+    ``ray.address``) runs the evaluations instead, with the same results; it is closed with
+    the evaluator.
     """
 
-    def __init__(self, workers: int = 1) -> None:
-        self.workers = resolve_workers(workers)
+    def __init__(self, workers: int = 1, executor: Executor | None = None) -> None:
+        self.executor = executor
+        self.workers = executor.workers if executor is not None else resolve_workers(workers)
         self.evaluations = 0
         """Genomes evaluated (each on all the seeds of its spec)."""
         self.episodes = 0
         """Episodes played."""
+        self.refinements = 0
+        """Genomes refined by a search (:meth:`refine`)."""
         self._pool: ProcessPoolExecutor | None = None
         self._backends: dict[str, Backend] = {}
 
@@ -281,7 +311,10 @@ class FitnessEvaluator:
         """
         unique = list(dict.fromkeys(genomes))
         done: dict[Genome, Fitness] = {}
-        if self.workers == 1:
+        if self.executor is not None:
+            evaluate = functools.partial(_evaluate_in_worker, spec)
+            done = dict(zip(unique, self.executor.map(evaluate, unique, on_done), strict=True))
+        elif self.workers == 1:
             for genome in unique:
                 done[genome] = evaluate_genome(spec, genome, self._backends)
                 if on_done is not None:
@@ -309,6 +342,51 @@ class FitnessEvaluator:
         self.episodes += len(unique) * len(spec.seeds)
         return [done[g] for g in genomes]
 
+    def refine(
+        self,
+        spec: EvaluationSpec,
+        genomes: Sequence[tuple[Genome, Fitness]],
+        on_done: Callable[[int], None] | None = None,
+    ) -> list[Refinement]:
+        """Each ``(genome, its fitness under spec)`` refined by ``spec.refine``'s search
+        (:func:`~.refine.refine_genome`), in order, in this process, the pool or the executor
+        (the same results either way).
+
+        Raises:
+            RolloutError: when a worker process died.
+        """
+        unique = list(dict.fromkeys(genomes))
+        done: dict[tuple[Genome, Fitness], Refinement] = {}
+        if self.executor is not None:
+            refine = functools.partial(_refine_in_worker, spec)
+            done = dict(zip(unique, self.executor.map(refine, unique, on_done), strict=True))
+        elif self.workers == 1:
+            for item in unique:
+                done[item] = refine_genome(spec, item[0], item[1], self._backends)
+                if on_done is not None:
+                    on_done(1)
+        elif unique:
+            pool = self._start()
+            futures: dict[Future[Refinement], tuple[Genome, Fitness]] = {
+                pool.submit(_refine_in_worker, spec, item): item for item in unique
+            }
+            from concurrent.futures import as_completed
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                for future in as_completed(futures):
+                    done[futures[future]] = future.result()
+                    if on_done is not None:
+                        on_done(1)
+            except BrokenProcessPool as exc:
+                self.close()
+                raise RolloutError(
+                    f"a refinement worker process died ({exc}); rerun with resume: true to "
+                    "continue from the last finished generation"
+                ) from exc
+        self.refinements += len(unique)
+        return [done[item] for item in genomes]
+
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
@@ -318,6 +396,8 @@ class FitnessEvaluator:
 
     def close(self) -> None:
         """Stop the workers and release the models."""
+        if self.executor is not None:
+            self.executor.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

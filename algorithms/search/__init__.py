@@ -9,7 +9,8 @@ Read in this order:
 * ``policy.py``: :class:`SearchPolicy` (UCT or PUCT, priors from the proposer's log-probs,
   progressive widening, virtual loss);
 * ``context.py``, ``proposers.py``, ``scripted.py``: what a node is to a proposer, and the
-  proposers (an LLM sampling every leaf of a batch in one call, any policy, scripted ones);
+  proposers (an LLM sampling every leaf of a batch in one call, any policy, scripted ones:
+  knapsack and TSP local search, a game's legal moves);
 * ``values.py``: :class:`RewardEstimator` (terminal reward, rollouts, LLM self-evaluation,
   PPO's value head); ``reflection.py``: reflections on failed leaves (LATS);
 * ``mcts.py``: the search (:class:`MCTS`, :class:`MCTSConfig`);
@@ -41,6 +42,7 @@ from llm_trainer.algorithms.search.scripted import (
     SCRIPTED_PROPOSERS,
     KnapsackProposer,
     LegalMovesProposer,
+    TourProposer,
 )
 from llm_trainer.algorithms.search.values import (
     RewardEstimator,
@@ -80,6 +82,7 @@ __all__ = [
     "SearchResult",
     "SelfEvaluation",
     "TerminalValue",
+    "TourProposer",
     "TreeRunner",
     "ValueModel",
     "build_agent",

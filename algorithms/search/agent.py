@@ -9,7 +9,7 @@ card drawn at random, in a private copy of the game). Like the oracle, it is bou
 env(s) it acts in: it needs their snapshots.
 
 Agent specs (``agents/factory.py``): ``mcts:BASE`` or ``mcts:KEY=VALUE,...:BASE``, where
-``BASE`` is a scripted proposer (``knapsack``, ``legal_moves``) or any agent spec (an LLM
+``BASE`` is a scripted proposer (``knapsack``, ``tsp``, ``legal_moves``) or any agent spec (an LLM
 agent, ``transformers:DIR``, samples the candidates; another policy proposes its own action),
 and the options are the fields of :class:`MCTSAgentConfig` and, by name, of
 :class:`~llm_trainer.algorithms.search.mcts.MCTSConfig` (``selection.c=0.5`` too)::
@@ -17,6 +17,13 @@ and the options are the fields of :class:`MCTSAgentConfig` and, by name, of
     llm-trainer evaluate --env LLMTrainer/Knapsack-v0 --agent mcts:simulations=64:knapsack
     llm-trainer evaluate --env LLMTrainer/Calculator-v0 \\
         --agent mcts:simulations=16,value=self_eval:transformers:runs/x/final_model
+    llm-trainer evaluate --env LLMTrainer/Calculator-v0 \\
+        --agent mcts:prompt=runs/evolve/best_genome.txt:transformers:runs/x/final_model
+
+``prompt=PATH`` conditions an LLM base's proposals (hence the PUCT priors, their
+log-probabilities) and self-evaluations on another system prompt: a text file, such as the
+``best_genome.txt`` of an evolution run over prompts (``algorithm: evolution``), or that run's
+directory (:func:`read_prompt`).
 
 Each decision is kept in an :class:`~llm_trainer.algorithms.search.buffer.ExperienceBuffer`
 (when given) and recorded in a knowledge graph (when given: :mod:`~llm_trainer.algorithms.
@@ -355,8 +362,8 @@ class MCTSAgentConfig:
     """An MCTS agent: its proposer, value, reflections and trees, and the search's settings."""
 
     base: str = "knapsack"
-    """The proposer: a scripted one (``knapsack``, ``legal_moves``) or an agent spec (an LLM
-    agent samples the candidates; another policy proposes its own action)."""
+    """The proposer: a scripted one (``knapsack``, ``tsp``, ``legal_moves``) or an agent spec
+    (an LLM agent samples the candidates; another policy proposes its own action)."""
     mcts: MCTSConfig = field(default_factory=MCTSConfig)
     """The search's settings."""
     value: Literal["terminal", "rollout", "self_eval", "model"] = "terminal"
@@ -372,6 +379,10 @@ class MCTSAgentConfig:
     """Sampling temperature of an LLM's candidates."""
     prior: Literal["sum", "mean"] = "mean"
     """An LLM candidate's log-prob: summed over its tokens, or their mean."""
+    prompt: str | None = None
+    """The system prompt of an LLM base's proposals, priors and self-evaluations, instead of
+    the agent's: a text file (an evolution run's ``best_genome.txt``) or an evolution run
+    directory (:func:`read_prompt`)."""
     trees: PositiveInt = 1
     """Independent trees per decision (root parallelism)."""
     processes: PositiveInt = 1
@@ -381,6 +392,36 @@ class MCTSAgentConfig:
         check_ranges(self, "mcts agent")
         if self.value == "model" and self.value_model is None:
             raise ConfigError("mcts agent: value 'model' needs value_model (a PPO checkpoint)")
+
+
+def read_prompt(path: str | Path) -> str:
+    """The system prompt at ``path``: a text file's text, as is (an evolution run's
+    ``best_genome.txt``), or, for a directory, its ``best_genome.txt``, which must hold a
+    prompt genome when the run's genealogy says what it evolved.
+
+    Raises:
+        ConfigError: for a missing file, or a run that evolved another kind of genome.
+    """
+    import json
+
+    where = Path(path)
+    if where.is_dir():
+        genealogy = where / "evolution" / "genealogy.json"
+        if genealogy.is_file():
+            records = json.loads(genealogy.read_text(encoding="utf-8"))
+            kinds = {str(r.get("kind")) for r in records}
+            if kinds and kinds != {"prompt"}:
+                raise ConfigError(
+                    f"mcts agent: prompt={path}: that evolution run evolved {sorted(kinds)} "
+                    "genomes, not system prompts (genome: prompt)"
+                )
+        where = where / "best_genome.txt"
+    if not where.is_file():
+        raise ConfigError(
+            f"mcts agent: prompt={path}: no such file (give a text file, e.g. an evolution "
+            "run's best_genome.txt, or the run directory)"
+        )
+    return where.read_text(encoding="utf-8")
 
 
 def parse_agent_spec(argument: str) -> MCTSAgentConfig:
@@ -424,6 +465,7 @@ def build_agent(
     adapter = search_env(env)
     backend: Any = None
     proposer: Proposer
+    prompt = read_prompt(config.prompt) if config.prompt is not None else None
     if config.base in SCRIPTED_PROPOSERS:
         proposer = SCRIPTED_PROPOSERS[config.base]()
     else:
@@ -432,18 +474,23 @@ def build_agent(
         policy = make_agent(config.base, env, seed=seed)
         if isinstance(policy, LLMAgent):
             proposer = LLMProposer.from_agent(
-                policy, temperature=config.temperature, prior=config.prior
+                policy, temperature=config.temperature, prior=config.prior, system_prompt=prompt
             )
             backend = policy.backend
         else:
             proposer = PolicyProposer(policy, env=adapter)
+    if prompt is not None and backend is None:
+        raise ConfigError(
+            f"mcts agent: prompt conditions an LLM's proposals; the base {config.base!r} is not "
+            "an LLM agent spec"
+        )
     estimator: RewardEstimator
     if config.value == "rollout":
         estimator = RolloutValue(proposer, max_steps=config.rollout_steps, gamma=config.mcts.gamma)
     elif config.value == "self_eval":
         if backend is None:
             raise ConfigError("mcts agent: value 'self_eval' needs an LLM base (an agent spec)")
-        estimator = SelfEvaluation(backend)
+        estimator = SelfEvaluation(backend, system_prompt=prompt)
     elif config.value == "model":
         assert config.value_model is not None  # checked by the config
         estimator = ValueModel.from_ppo_checkpoint(config.value_model)

@@ -101,6 +101,8 @@ class LLMProposer:
         self.task_template = task_template
         self.max_prompt_tokens = max_prompt_tokens
         self.calls = 0
+        self.tokens = 0
+        """Tokens generated so far (a greedy call's repeated samples counted once)."""
         self.last_prompts: list[ChatPrompt] = []
         """The prompts of the latest call (what the model saw, reflections included)."""
 
@@ -111,9 +113,11 @@ class LLMProposer:
         *,
         temperature: float = 1.0,
         prior: Literal["sum", "mean"] = "mean",
+        system_prompt: str | None = None,
     ) -> LLMProposer:
         """A proposer that prompts as ``agent`` does (its backend, system prompt, task
-        template, token budget and ``max_new_tokens``), sampling at ``temperature``."""
+        template, token budget and ``max_new_tokens``), sampling at ``temperature``;
+        ``system_prompt`` replaces the agent's (an evolved prompt, say)."""
         config = agent.config
         return cls(
             agent.backend,
@@ -121,7 +125,7 @@ class LLMProposer:
             top_p=config.sampling.top_p,
             max_new_tokens=config.sampling.max_new_tokens,
             prior=prior,
-            system_prompt=config.system_prompt,
+            system_prompt=config.system_prompt if system_prompt is None else system_prompt,
             task_template=config.task_template,
             max_prompt_tokens=config.max_prompt_tokens,
         )
@@ -164,8 +168,12 @@ class LLMProposer:
             return []
         prompts = self.prompts(requests)
         self.last_prompts = prompts
-        out = self.backend.chat(prompts, replace(self.sampling, n=n, seed=seed))
+        params = replace(self.sampling, n=n, seed=seed)
+        out = self.backend.chat(prompts, params)
         self.calls += 1
+        self.tokens += sum(
+            len(g.token_ids) for samples in out for g in (samples[:1] if params.greedy else samples)
+        )
         return [merge_duplicates(self._candidate(g) for g in samples) for samples in out]
 
     def _candidate(self, generation: Generation) -> Candidate:
