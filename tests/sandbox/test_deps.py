@@ -1,8 +1,10 @@
 """Requirements of generated code: allow-listed, resolved outside, cached, mounted read-only.
 
-The install tests fetch ``six`` (a single-module wheel, 11 kB) and ``python-dateutil`` from
-PyPI; they skip where PyPI cannot be reached. ``six`` goes to the default cache, so a second
-test session does not download it again.
+The install tests fetch ``text-unidecode`` (a pure-Python wheel, 78 kB) and ``python-slugify``
+(which needs it) from PyPI; they skip where PyPI cannot be reached. Neither may be in the
+project's own venv (``six`` was, once Ray's extra pulled it in: the tests say so if that happens
+again). ``text-unidecode`` goes to the default cache, so a second test session does not download
+it again.
 """
 
 from __future__ import annotations
@@ -30,6 +32,20 @@ def _pypi_reachable() -> bool:
 
 
 needs_pypi = pytest.mark.skipif(not _pypi_reachable(), reason="PyPI (pypi.org:443) unreachable")
+
+
+def _not_in_the_project_venv(*names: str) -> None:
+    """The install tests need packages the project's venv lacks (else pip installs nothing)."""
+    import importlib.metadata
+
+    for name in names:
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        raise AssertionError(
+            f"{name} {version} is installed in the project's venv: pick another package here"
+        )
 
 
 def test_a_project_outside_the_allow_list_is_refused_before_anything_runs(tmp_path: Path) -> None:
@@ -72,26 +88,30 @@ def test_equivalent_requirement_texts_share_one_cache_entry() -> None:
 @needs_l3
 @needs_pypi
 def test_an_allowed_requirement_is_installed_outside_cached_and_read_only_inside() -> None:
-    sb = Sandbox(SandboxConfig(allowed_requirements=("six",), wall_s=30))
+    _not_in_the_project_venv("text-unidecode")
+    sb = Sandbox(SandboxConfig(allowed_requirements=("text-unidecode",), wall_s=30))
     code = (
-        "import six, sys\n"
-        "print(six.__version__, six.__file__, sys.prefix)\n"
+        "import importlib.metadata, sys, text_unidecode\n"
+        "print(importlib.metadata.version('text-unidecode'), text_unidecode.__file__, sys.prefix)\n"
         "try:\n"
         "    open('/deps/pwned.py', 'w')\n"
         "except OSError as exc:\n"
         "    print(exc.strerror)\n"
     )
-    res = sb.run(files={"main.py": code}, requirements="six==1.17.0\n")
+    res = sb.run(files={"main.py": code}, requirements="text-unidecode==1.3\n")
     assert res.ok, res.stderr
     site = f"/deps/lib/python{sys.version_info.major}.{sys.version_info.minor}/site-packages"
-    assert res.stdout.splitlines() == [f"1.17.0 {site}/six.py /deps", "Read-only file system"]
-    entry = sb.resolve_requirements("six==1.17.0").parent
+    assert res.stdout.splitlines() == [
+        f"1.3 {site}/text_unidecode/__init__.py /deps",
+        "Read-only file system",
+    ]
+    entry = sb.resolve_requirements("text-unidecode==1.3").parent
     assert entry.parent == default_cache_dir()
     record = json.loads((entry / "complete.json").read_text())
-    assert record["installed"] == {"six": "1.17.0"}
+    assert record["installed"] == {"text-unidecode": "1.3"}
     stamp = (entry / "complete.json").stat().st_mtime_ns
     start = time.perf_counter()
-    again = sb.run(files={"main.py": code}, requirements="Six == 1.17.0  # same set\n")
+    again = sb.run(files={"main.py": code}, requirements="Text_Unidecode == 1.3  # same set\n")
     assert again.stdout == res.stdout
     assert time.perf_counter() - start < 5.0  # no pip (the stamp below is the proof)
     assert (entry / "complete.json").stat().st_mtime_ns == stamp
@@ -114,9 +134,13 @@ def test_a_requirement_the_project_already_satisfies_is_not_downloaded(tmp_path:
 
 @needs_pypi
 def test_a_dependency_pulled_in_from_outside_the_allow_list_is_refused(tmp_path: Path) -> None:
-    """python-dateutil needs six: allowing only the former publishes nothing to the cache."""
-    config = SandboxConfig(allowed_requirements=("python-dateutil",), deps_cache=tmp_path)
-    with pytest.raises(DisallowedDependencyError, match="the requirements pull in six, not in"):
-        resolve("python-dateutil==2.9.0.post0\n", config)
+    """python-slugify needs text-unidecode: allowing only the former publishes nothing to the
+    cache."""
+    _not_in_the_project_venv("python-slugify", "text-unidecode")
+    config = SandboxConfig(allowed_requirements=("python-slugify",), deps_cache=tmp_path)
+    with pytest.raises(
+        DisallowedDependencyError, match="the requirements pull in text-unidecode, not in"
+    ):
+        resolve("python-slugify==8.0.4\n", config)
     assert [p for p in tmp_path.iterdir() if (p / "complete.json").exists()] == []
     assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == []  # the staging dir is gone
