@@ -25,11 +25,14 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llm_trainer.algorithms.evolution.genome import Genome, GenomeKind, parse_sampling
 from llm_trainer.algorithms.evolution.refine import Refinement, SearchRefine, refine_genome
 from llm_trainer.core.errors import ConfigError, RolloutError
+
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
 
 if TYPE_CHECKING:
     from llm_trainer.agents.backends import Backend
@@ -310,34 +313,13 @@ class FitnessEvaluator:
             RolloutError: when a worker process died.
         """
         unique = list(dict.fromkeys(genomes))
-        done: dict[Genome, Fitness] = {}
-        if self.executor is not None:
-            evaluate = functools.partial(_evaluate_in_worker, spec)
-            done = dict(zip(unique, self.executor.map(evaluate, unique, on_done), strict=True))
-        elif self.workers == 1:
-            for genome in unique:
-                done[genome] = evaluate_genome(spec, genome, self._backends)
-                if on_done is not None:
-                    on_done(1)
-        elif unique:
-            pool = self._start()
-            futures: dict[Future[Fitness], Genome] = {
-                pool.submit(_evaluate_in_worker, spec, g): g for g in unique
-            }
-            from concurrent.futures import as_completed
-            from concurrent.futures.process import BrokenProcessPool
-
-            try:
-                for future in as_completed(futures):
-                    done[futures[future]] = future.result()
-                    if on_done is not None:
-                        on_done(1)
-            except BrokenProcessPool as exc:
-                self.close()
-                raise RolloutError(
-                    f"a fitness worker process died ({exc}); rerun with resume: true to "
-                    "continue from the last finished generation"
-                ) from exc
+        done = self._map(
+            unique,
+            functools.partial(_evaluate_in_worker, spec),
+            lambda genome: evaluate_genome(spec, genome, self._backends),
+            on_done,
+            "a fitness worker",
+        )
         self.evaluations += len(unique)
         self.episodes += len(unique) * len(spec.seeds)
         return [done[g] for g in genomes]
@@ -356,36 +338,58 @@ class FitnessEvaluator:
             RolloutError: when a worker process died.
         """
         unique = list(dict.fromkeys(genomes))
-        done: dict[tuple[Genome, Fitness], Refinement] = {}
-        if self.executor is not None:
-            refine = functools.partial(_refine_in_worker, spec)
-            done = dict(zip(unique, self.executor.map(refine, unique, on_done), strict=True))
-        elif self.workers == 1:
-            for item in unique:
-                done[item] = refine_genome(spec, item[0], item[1], self._backends)
-                if on_done is not None:
-                    on_done(1)
-        elif unique:
-            pool = self._start()
-            futures: dict[Future[Refinement], tuple[Genome, Fitness]] = {
-                pool.submit(_refine_in_worker, spec, item): item for item in unique
-            }
-            from concurrent.futures import as_completed
-            from concurrent.futures.process import BrokenProcessPool
-
-            try:
-                for future in as_completed(futures):
-                    done[futures[future]] = future.result()
-                    if on_done is not None:
-                        on_done(1)
-            except BrokenProcessPool as exc:
-                self.close()
-                raise RolloutError(
-                    f"a refinement worker process died ({exc}); rerun with resume: true to "
-                    "continue from the last finished generation"
-                ) from exc
+        done = self._map(
+            unique,
+            functools.partial(_refine_in_worker, spec),
+            lambda item: refine_genome(spec, item[0], item[1], self._backends),
+            on_done,
+            "a refinement worker",
+        )
         self.refinements += len(unique)
         return [done[item] for item in genomes]
+
+    def _map(
+        self,
+        items: Sequence[_Item],
+        in_worker: Callable[[_Item], _Result],
+        in_process: Callable[[_Item], _Result],
+        on_done: Callable[[int], None] | None,
+        what: str,
+    ) -> dict[_Item, _Result]:
+        """``in_worker`` of each item on the executor or the pool, or ``in_process`` here
+        (``workers == 1``: this process's backends are reused); the same results either way.
+
+        Raises:
+            RolloutError: when a worker process died (naming ``what``).
+        """
+        if self.executor is not None:
+            return dict(zip(items, self.executor.map(in_worker, items, on_done), strict=True))
+        done: dict[_Item, _Result] = {}
+        if self.workers == 1:
+            for item in items:
+                done[item] = in_process(item)
+                if on_done is not None:
+                    on_done(1)
+            return done
+        if not items:
+            return done
+        from concurrent.futures import as_completed
+        from concurrent.futures.process import BrokenProcessPool
+
+        pool = self._start()
+        futures: dict[Future[_Result], _Item] = {pool.submit(in_worker, i): i for i in items}
+        try:
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
+                if on_done is not None:
+                    on_done(1)
+        except BrokenProcessPool as exc:
+            self.close()
+            raise RolloutError(
+                f"{what} process died ({exc}); rerun with resume: true to continue from the "
+                "last finished generation"
+            ) from exc
+        return done
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:
