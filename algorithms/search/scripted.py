@@ -111,7 +111,23 @@ def _last_answer(request: Request) -> frozenset[int] | None:
     return None if text is None else frozenset(int(i) for i in re.findall(r"\d+", text))
 
 
-class KnapsackProposer:
+class _LocalSearchProposer:
+    """A scripted proposer whose candidates at a request are a fixed order (``candidates``),
+    the first ``n`` proposed with log-probs ``-decay * rank``."""
+
+    def __init__(self, decay: float = 0.5) -> None:
+        self.decay = decay
+        self.calls = 0
+
+    def propose(self, requests: Sequence[Request], n: int, seed: int) -> list[list[Candidate]]:
+        self.calls += 1
+        return [self.candidates(r)[:n] for r in requests]
+
+    def candidates(self, request: Request) -> list[Candidate]:
+        raise NotImplementedError
+
+
+class KnapsackProposer(_LocalSearchProposer):
     """Local search on ``Knapsack-v0`` (see the module docstring).
 
     Candidates at the first answer: the greedy fill by value per weight (the classic greedy
@@ -125,14 +141,6 @@ class KnapsackProposer:
     Args:
         decay: How fast the priors fall along the order.
     """
-
-    def __init__(self, decay: float = 0.5) -> None:
-        self.decay = decay
-        self.calls = 0
-
-    def propose(self, requests: Sequence[Request], n: int, seed: int) -> list[list[Candidate]]:
-        self.calls += 1
-        return [self.candidates(r)[:n] for r in requests]
 
     def candidates(self, request: Request) -> list[Candidate]:
         """Every candidate at ``request``, first choice first."""
@@ -222,7 +230,7 @@ def _tour_text(tour: Sequence[int]) -> str:
     return format_answer(" ".join(str(c) for c in tour))
 
 
-class TourProposer:
+class TourProposer(_LocalSearchProposer):
     """2-opt local search on ``TSP-v0`` (see the module docstring).
 
     Candidates at the first answer: the nearest-neighbour tours from each start city (written
@@ -232,14 +240,6 @@ class TourProposer:
     Args:
         decay: How fast the priors fall along the order.
     """
-
-    def __init__(self, decay: float = 0.5) -> None:
-        self.decay = decay
-        self.calls = 0
-
-    def propose(self, requests: Sequence[Request], n: int, seed: int) -> list[list[Candidate]]:
-        self.calls += 1
-        return [self.candidates(r)[:n] for r in requests]
 
     def candidates(self, request: Request) -> list[Candidate]:
         """Every candidate at ``request``, first choice first."""
