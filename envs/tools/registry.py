@@ -10,10 +10,16 @@ on a POSIX system, which interrupts even a runaway pure-Python computation. Else
 threads, Windows) the call runs in a helper thread that is abandoned after the limit: the agent
 gets its timeout result on time, but the computation is not killed, so tools must bound their
 own work (the bundled ones do, by construction).
+
+The cyclic garbage collector is paused for the call (reference counting still frees memory),
+so a full collection of a large process (one that has loaded torch and vLLM) is not charged
+to the tool: under a 1 s limit it made a microsecond calculator call time out at random, and
+an alarm that fires inside a collection callback is swallowed by the interpreter.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import signal
 import threading
@@ -143,6 +149,8 @@ def _run_with_time_limit(fn: ToolFn, arguments: Mapping[str, Any], limit_s: floa
         return _run_in_thread(fn, arguments, limit_s)
     # Install our handler for the duration of the call only, and put the previous one back.
     previous = _csignal.signal(signal.SIGALRM, _raise_timeout)
+    collecting = gc.isenabled()
+    gc.disable()
     _csignal.setitimer(signal.ITIMER_REAL, limit_s)
     try:
         return fn(arguments)
@@ -151,6 +159,8 @@ def _run_with_time_limit(fn: ToolFn, arguments: Mapping[str, Any], limit_s: floa
     finally:
         _csignal.setitimer(signal.ITIMER_REAL, 0)
         _csignal.signal(signal.SIGALRM, previous)
+        if collecting:
+            gc.enable()
 
 
 def _run_in_thread(fn: ToolFn, arguments: Mapping[str, Any], limit_s: float) -> str:
