@@ -3,12 +3,14 @@
 An algorithm is a class with a ``name``, a ``config_class`` (a frozen dataclass: its settings,
 the YAML section of the same name) and one method, :meth:`Algorithm.run`, which gets an
 :class:`AlgorithmContext` and returns an :class:`AlgorithmResult`. The built-ins (``sft``,
-``dpo``, ``ppo``, ``grpo``, ``reward_model``, ``malt``, ``selfplay``, ``nat``) are found
-exactly as a user's algorithm is (see :mod:`llm_trainer.algorithms.registry`), and
+``dpo``, ``ppo``, ``grpo``, ``reward_model``, ``malt``, ``selfplay``, ``nat``,
+``search_distill``, ``evolution``, ``expert_iteration``) are found exactly as a user's
+algorithm is (see :mod:`llm_trainer.algorithms.registry`), and
 :func:`~llm_trainer.algorithms.experiment.run_experiment` never names one.
 
 A complete algorithm (rejection sampling from a trained policy, kept when the env verifies
-it; see ``examples/expert_iteration.py`` for a learning one)::
+it; ``examples/best_of_n.py`` is a fuller one, written outside the package, and
+:mod:`llm_trainer.algorithms.expert_iteration` a learning one)::
 
     @dataclass(frozen=True)
     class BestOfNConfig:

@@ -1,10 +1,11 @@
 """Does expert iteration raise held-out success? Several seeds, paired on the same episodes.
 
 From one weak calculator agent (``configs/calculator_weak_sft.yaml``, built here unless
-``--weak DIR`` names one), run ``examples/expert_iteration.yaml`` with seeds 0..N-1, evaluate
-each result greedily on the same held-out episodes as the starting agent, and report the gain
-per seed, its mean with a 95% t-interval over seeds, and a paired bootstrap interval and
-sign-flip p-value over all (seed, episode) pairs. Whatever the sign.
+``--weak DIR`` names one), run ``configs/expert_iteration.yaml`` (the built-in ``algorithm:
+expert_iteration``) with seeds 0..N-1, evaluate each result greedily on the same held-out
+episodes as the starting agent, and report the gain per seed, its mean with a 95% t-interval
+over seeds, and a paired bootstrap interval and sign-flip p-value over all (seed, episode)
+pairs. Whatever the sign.
 
     .venv/bin/python examples/expert_iteration_experiment.py --seeds 5 [--weak DIR] [--json]
 """
@@ -58,7 +59,7 @@ def main() -> None:
     afters, rows = [], []
     for seed in range(args.seeds):
         config = load_experiment(
-            ROOT / "examples" / "expert_iteration.yaml",
+            ROOT / "configs" / "expert_iteration.yaml",
             [f"model.path={weak}", f"output_dir={out}", f"seed={seed}"],
         )
         summary = run_experiment(config, log=lambda m: None)

@@ -89,7 +89,7 @@ def test_ppo_settings_without_the_ppo_phase_are_an_error() -> None:
 
 def test_no_successful_trajectory_to_learn_from_is_one_line(tmp_path: Path) -> None:
     """Expert iteration from an untrained model samples no success: SFT has nothing to learn."""
-    args = ["train", "--config", str(ROOT / "examples" / "expert_iteration.yaml")]
+    args = ["train", "--config", str(CONFIGS / "expert_iteration.yaml")]
     for item in (
         f"output_dir={tmp_path}",
         "model.tiny.n_layers=1",

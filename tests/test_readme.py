@@ -28,6 +28,6 @@ def test_readme_python_example_prints_what_it_says() -> None:
         assert got.strip() == want
 
 
-def test_readme_shows_the_expert_iteration_plugin_exactly_as_it_ships() -> None:
-    example = (README.parent / "examples" / "expert_iteration.py").read_text()
+def test_readme_shows_the_best_of_n_plugin_exactly_as_it_ships() -> None:
+    example = (README.parent / "examples" / "best_of_n.py").read_text()
     assert f"```python\n{example}```" in README.read_text()

@@ -155,7 +155,7 @@ def test_a_plugin_installed_as_a_distribution_is_found_by_its_entry_point(
 
 def test_every_builtin_is_registered_through_the_entry_point_group() -> None:
     entries = algorithm_entries()
-    for name in ("sft", "dpo", "ppo", "grpo", "reward_model"):
+    for name in ("sft", "dpo", "ppo", "grpo", "reward_model", "expert_iteration"):
         assert entries[name].source == "entry point (llm-trainer)"
         assert get_algorithm(name).name == name
 
@@ -209,7 +209,7 @@ def test_expert_iteration_raises_held_out_success_from_a_weak_agent(
         [
             "train",
             "--config",
-            str(ROOT / "examples" / "expert_iteration.yaml"),
+            str(ROOT / "configs" / "expert_iteration.yaml"),
             "--set",
             f"model.path={weak_calculator_agent}",
             "--set",
@@ -228,3 +228,54 @@ def test_expert_iteration_raises_held_out_success_from_a_weak_agent(
     # measured: 0.375 -> 0.59 on 2 CPU cores (the README has the 5-seed experiment)
     assert after >= before + 0.10
     assert float(summary["format_correctness"]) >= 0.95  # learning did not break the format
+
+
+def test_expert_iteration_settings_out_of_range_are_config_errors_naming_the_field() -> None:
+    config = ROOT / "configs" / "expert_iteration.yaml"
+    assert load_experiment(config).algorithm_class() is get_algorithm("expert_iteration")
+    for override, message in [
+        ("expert_iteration.rounds=0", r"expert_iteration.rounds must be >= 1, got 0"),
+        ("expert_iteration.samples_per_task=0", r"expert_iteration.samples_per_task must be >= 1"),
+        ("expert_iteration.temperature=-0.5", r"expert_iteration.temperature must be >= 0"),
+        ("expert_iteration.difficulty=9", r"expert_iteration.difficulty: .* got 9"),
+        ("expert_iteration.env_id=LLMTrainer/Calculater-v0", r"expert_iteration.env_id: "),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_experiment(config, [override])
+
+
+@pytest.mark.slow
+def test_the_best_of_n_example_stores_one_verified_success_per_solved_task(
+    weak_calculator_agent: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)  # the config names its plug-in as examples/best_of_n.py:BestOfN
+    args = ["train", "--config", "examples/best_of_n.yaml"]
+    for item in (
+        f"model.path={weak_calculator_agent}",
+        f"output_dir={tmp_path}",
+        "best_of_n.tasks=32",
+        "best_of_n.samples=2",
+    ):
+        args += ["--set", item]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = _last_json(result.output)
+    print(f"best of n: {summary}")
+    assert summary["algorithm"] == "best_of_n"
+    tasks, solved, kept = summary["tasks"], summary["solved"], summary["kept"]
+    assert isinstance(solved, int)
+    assert isinstance(kept, int)
+    assert tasks == 32
+    assert 0 < kept <= solved <= tasks
+    assert summary["pass_at_n"] == pytest.approx(solved / 32)
+    assert "success_after" not in summary  # it makes data, not a policy
+    run_dir = Path(str(summary["run_dir"]))
+    assert not (run_dir / "final_model").exists()
+    store = TrajectoryStore(run_dir / "trajectories.db")
+    version = str(summary["dataset_version"])
+    assert store.info(version).name == "best_of_n-best_of_n"
+    stored = store.load(version)
+    assert len(stored) == kept
+    assert all(t.success and t.metrics["format_ok"] for t in stored)
+    assert len({t.seed for t in stored}) == kept  # one per task
+    assert all(0 <= t.seed < 32 for t in stored)
