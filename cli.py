@@ -1248,6 +1248,65 @@ def sweep(
         print(json.dumps(result.as_dict(), default=str))
 
 
+@app.command()
+def cycle(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The cycle YAML file.")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a field: --set rounds=3, --set stages.LABEL.train.max_steps=5"
+        ),
+    ] = None,
+    fresh: Annotated[
+        bool, typer.Option(help="Discard this cycle's folder and start over (not resume).")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the whole cycle: rounds of registered stages (train, search, evolve...) over a
+    population, each round benchmarked on the same episodes, with lineage in the knowledge
+    graph; the same command again resumes it."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from llm_trainer.experiments.cycle import Cycle, load_cycle
+
+    try:
+        spec = load_cycle(config, overrides or ())
+        report = Cycle(
+            spec, fresh=fresh, log=lambda m: console.print(f"[dim]{escape(m)}[/]", highlight=False)
+        ).run()
+    except UserError as exc:
+        _fail(exc)
+        return
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted:[/] finished stages are kept; run the same command "
+                      "again to resume")  # fmt: skip
+        raise typer.Exit(130) from None
+    level = f"{report['confidence']:.0%}"
+    table = Table(title=f"cycle {report['cycle']}: {report['suite']}")
+    for column in ("round", "stages", f"success [{level}]", "vs round 0", "p", "top failures"):
+        table.add_column(
+            column, justify="left" if column in ("stages", "top failures") else "right"
+        )
+    for r in report["rounds"]:
+        first = r.get("vs_round_0")
+        s = r["success"]
+        table.add_row(
+            str(r["round"]),
+            ", ".join(r["stages"]) or "-",
+            f"{s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]",
+            "-" if first is None else
+            f"{first['difference']:+.3f} [{first['ci_low']:+.3f}, {first['ci_high']:+.3f}]",
+            "-" if first is None else f"{first['p_value']:.2g}",
+            ", ".join(f"{m} {n}" for m, n in list(r["failure_modes"].items())[:2]) or "-",
+        )  # fmt: skip
+    console.print(table)
+    console.print(report["verdict"], highlight=False)
+    console.print(f"table: {report['table']}  plot: {report['plot']}", highlight=False)
+    if as_json:
+        print(json.dumps(report, default=str))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
 

@@ -727,6 +727,22 @@ def is_saved_agent(path: str | Path) -> bool:
     return False
 
 
+def saved_model_dir(agent_dir: str | Path) -> Path | None:
+    """The local model directory the agent saved in ``agent_dir`` runs (its backend's target,
+    relative to the agent directory unless absolute); ``None`` for a remote backend or an
+    unreadable agent file."""
+    path = Path(agent_dir)
+    try:
+        document = json.loads((path / CONFIG_FILE).read_text())
+        spec = _parse_backend_spec(str(document["config"]["backend"]))
+    except (OSError, ValueError, KeyError, TypeError, ConfigError):
+        return None
+    if spec.kind == "openai":
+        return None
+    target = Path(spec.target)
+    return target if target.is_absolute() else path / target
+
+
 def save_agent_config(model_dir: str | Path, config: LLMAgentConfig) -> Path:
     """Make the model directory ``model_dir`` a saved agent too: write ``config`` there, its
     local backend pointing at the directory itself (``transformers:.``), so that
@@ -778,6 +794,7 @@ __all__ = [
     "is_saved_agent",
     "render_task",
     "save_agent_config",
+    "saved_model_dir",
     "saved_task_template",
     "shared_backend",
 ]

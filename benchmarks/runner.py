@@ -686,7 +686,11 @@ def _episode_recorder(
 
     builder, argument = resolve_agent_spec(config.agent)
     prefix = config.agent.partition(":")[0]
-    model_dir = Path(argument) / "model" if builder is SAVED_AGENT_BUILDER else Path(argument)
+    model_dir = Path(argument)
+    if builder is SAVED_AGENT_BUILDER:
+        from llm_trainer.agents.llm_agent import saved_model_dir
+
+        model_dir = saved_model_dir(argument) or Path(argument) / "model"
     local = (builder is SAVED_AGENT_BUILDER or prefix in ("transformers", "vllm")) and (
         model_dir.is_dir()
     )

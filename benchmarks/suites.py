@@ -548,6 +548,18 @@ def suites() -> Mapping[str, SuiteSpec]:
     return FrozenDict(parse_suites(text, registry(), str(REGISTRY_PATH)))
 
 
+def parse_suite(entry: Mapping[str, Any], where: str = "suite") -> SuiteSpec:
+    """One suite written like an entry of registry.yaml's ``suites:`` (an inline benchmark,
+    e.g. a cycle's), checked against the registered envs like the registry's own.
+
+    Raises:
+        RegistryError: naming ``where`` and the field, on any problem.
+    """
+    from llm_trainer.envs.registration import registry
+
+    return _parse_suite(entry, registry(), where)
+
+
 def suite_spec(suite_id: str) -> SuiteSpec:
     """The suite ``suite_id``.
 

@@ -20,11 +20,12 @@ from llm_trainer.core.trajectory import Trajectory
 from llm_trainer.envs.tools import InvalidAction, parse_action
 
 #: The shipped experiment configs; ``synthesis_*.yaml`` are task specs for ``llm-trainer
-#: synthesize`` instead (tests/data/test_synthesis.py loads them).
+#: synthesize`` instead (tests/data/test_synthesis.py loads them), ``cycle*.yaml`` cycles of
+#: experiments (tests/experiments/test_cycle.py).
 CONFIGS = sorted(
     p
     for p in (Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")
-    if not p.name.startswith("synthesis_")
+    if not p.name.startswith(("synthesis_", "cycle"))
 )
 
 
