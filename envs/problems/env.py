@@ -199,7 +199,35 @@ class ProblemEnv(gym.Env[str, str]):
                 f"{type(self).__name__}: unknown family {short_repr(family)}"
                 f"{suggest(str(family), FAMILIES)}; known: {', '.join(FAMILIES)}"
             )
-        self.family_name = family
+        self._setup(
+            FAMILIES[family],
+            difficulty,
+            config=config,
+            max_revisions=max_revisions,
+            weights=weights,
+            success_threshold=success_threshold,
+            render_mode=render_mode,
+            max_text_length=max_text_length,
+        )
+        self._system_prompt = _system_prompt(tuple(self.tools.names), max_revisions)
+
+    def _setup(
+        self,
+        family_cls: type[ProblemFamily[Any]],
+        difficulty: int,
+        *,
+        config: Mapping[str, Any] | None,
+        max_revisions: int,
+        weights: Mapping[str, Any] | None,
+        success_threshold: float | None,
+        render_mode: str | None,
+        max_text_length: int,
+    ) -> None:
+        """Check the arguments and build what every problem env has: the family (its config
+        checked), the metrics, the text spaces, the tools and an empty episode. Envs of a
+        family that is not in ``FAMILIES`` (code, multi-step) call it with their family's
+        class, then set their ``_system_prompt``."""
+        self.family_name = family_cls.name
         self.difficulty = self.check_difficulty(difficulty)
         check_text_env_arguments(self.env_name, render_mode, max_text_length)
         if (
@@ -213,7 +241,6 @@ class ProblemEnv(gym.Env[str, str]):
             )
         if weights is not None and not isinstance(weights, Mapping):
             raise ConfigError(f"{self.env_name}: weights must be a mapping of criteria to numbers")
-        family_cls = FAMILIES[family]
         try:
             self.family: ProblemFamily[Any] = family_cls(
                 build_config(family_cls.config_class, config)
@@ -230,7 +257,6 @@ class ProblemEnv(gym.Env[str, str]):
         self.action_space = UnicodeText(max_text_length)
         self.tools = ToolRegistry([calculator_tool()])
         self._tool_names = frozenset(self.tools.names)
-        self._system_prompt = _system_prompt(tuple(self.tools.names), max_revisions)
         self._episode: ProblemEpisode | None = None
         self._transcript: list[str] = []
 

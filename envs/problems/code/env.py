@@ -13,19 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from llm_trainer.core.errors import ConfigError
-from llm_trainer.envs.common import check_text_env_arguments, registered_ids, short_repr
+from llm_trainer.envs.common import registered_ids
 from llm_trainer.envs.problems.code.family import CodeFamily
-from llm_trainer.envs.problems.env import MAX_REVISIONS, ProblemEnv, ProblemEpisode
+from llm_trainer.envs.problems.env import ProblemEnv, ProblemEpisode
 from llm_trainer.envs.problems.spec import (
     NO_CRITERIA,
     Evaluation,
-    EvaluationMetrics,
     ProblemSpec,
-    build_config,
 )
-from llm_trainer.envs.spaces import MAX_TEXT_LENGTH, UnicodeText
-from llm_trainer.envs.tools import ToolRegistry, calculator_tool
+from llm_trainer.envs.spaces import MAX_TEXT_LENGTH
 
 if TYPE_CHECKING:
     from llm_trainer.envs.problems.decompose.env import DecomposeEpisode
@@ -176,39 +172,17 @@ class CodeEnv(ProblemEnv):
         render_mode: str | None = None,
         max_text_length: int = MAX_TEXT_LENGTH,
     ) -> None:
-        # ProblemEnv.__init__ is not called: it looks its family up among the answer-only
-        # families (FAMILIES); this env sets the same attributes for the code family.
-        self.family_name = CodeFamily.name
-        self.difficulty = self.check_difficulty(difficulty)
-        check_text_env_arguments(self.env_name, render_mode, max_text_length)
-        if (
-            isinstance(max_revisions, bool)
-            or not isinstance(max_revisions, int)
-            or not 0 <= max_revisions <= MAX_REVISIONS
-        ):
-            raise ConfigError(
-                f"{self.env_name}: max_revisions must be an int in [0, {MAX_REVISIONS}], "
-                f"got {short_repr(max_revisions)}"
-            )
-        if weights is not None and not isinstance(weights, Mapping):
-            raise ConfigError(f"{self.env_name}: weights must be a mapping of criteria to numbers")
-        try:
-            self.family = CodeFamily(build_config(CodeFamily.config_class, config))
-            self.metrics: EvaluationMetrics = self.family.default_metrics().with_overrides(
-                weights, success_threshold
-            )
-        except ConfigError as exc:
-            raise ConfigError(f"{self.env_name}: {exc}") from None
-        self.max_revisions = max_revisions
-        self.render_mode = render_mode
-        self.max_text_length = max_text_length
-        self.observation_space = UnicodeText(max_text_length)
-        self.action_space = UnicodeText(max_text_length)
-        self.tools = ToolRegistry([calculator_tool()])
-        self._tool_names = frozenset(self.tools.names)
+        self._setup(  # the code family is not one of FAMILIES (ProblemEnv.__init__'s)
+            CodeFamily,
+            difficulty,
+            config=config,
+            max_revisions=max_revisions,
+            weights=weights,
+            success_threshold=success_threshold,
+            render_mode=render_mode,
+            max_text_length=max_text_length,
+        )
         self._system_prompt = _system_prompt(max_revisions)
-        self._episode: ProblemEpisode | None = None
-        self._transcript: list[str] = []
 
     def evaluate(self, task: ProblemSpec, answer: str) -> CodeEvaluation:
         """Run ``answer``'s code on ``task``'s hidden tests in the sandbox and score it with

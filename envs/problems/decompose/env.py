@@ -16,7 +16,6 @@ from llm_trainer.core.errors import ConfigError
 from llm_trainer.core.records import FrozenDict, ToolCall
 from llm_trainer.envs.common import (
     INVALID_ACTION_PENALTY,
-    check_text_env_arguments,
     difficulty_from_options,
     registered_ids,
     short_repr,
@@ -28,16 +27,14 @@ from llm_trainer.envs.problems.decompose.graph import (
 )
 from llm_trainer.envs.problems.decompose.multistep import MultiStepFamily
 from llm_trainer.envs.problems.decompose.plan import PlanAction, parse_decompose_action
-from llm_trainer.envs.problems.env import MAX_REVISIONS, ProblemEnv
+from llm_trainer.envs.problems.env import ProblemEnv
 from llm_trainer.envs.problems.spec import (
     Evaluation,
-    EvaluationMetrics,
     ProblemSpec,
     SubProblem,
-    build_config,
 )
-from llm_trainer.envs.spaces import MAX_TEXT_LENGTH, UnicodeText
-from llm_trainer.envs.tools import AnswerAction, InvalidAction, ToolRegistry, calculator_tool
+from llm_trainer.envs.spaces import MAX_TEXT_LENGTH
+from llm_trainer.envs.tools import AnswerAction, InvalidAction
 from llm_trainer.envs.tooluse.base import answer_matches
 
 #: Largest ``max_subproblems`` an env accepts.
@@ -247,41 +244,28 @@ class DecomposeEnv(ProblemEnv):
         render_mode: str | None = None,
         max_text_length: int = MAX_TEXT_LENGTH,
     ) -> None:
-        # ProblemEnv.__init__ is not called: it looks its family up among the answer-only
-        # families (FAMILIES); this env sets the same attributes for the multistep family.
-        self.family_name = MultiStepFamily.name
-        self.difficulty = self.check_difficulty(difficulty)
-        check_text_env_arguments(self.env_name, render_mode, max_text_length)
-        for name, value, high in (
-            ("max_revisions", max_revisions, MAX_REVISIONS),
-            ("max_subproblems", max_subproblems, MAX_SUBPROBLEMS_LIMIT),
+        self._setup(  # the multi-step family is not one of FAMILIES (ProblemEnv.__init__'s)
+            MultiStepFamily,
+            difficulty,
+            config=config,
+            max_revisions=max_revisions,
+            weights=weights,
+            success_threshold=success_threshold,
+            render_mode=render_mode,
+            max_text_length=max_text_length,
+        )
+        if (
+            isinstance(max_subproblems, bool)
+            or not isinstance(max_subproblems, int)
+            or not 1 <= max_subproblems <= MAX_SUBPROBLEMS_LIMIT
         ):
-            low = 0 if name == "max_revisions" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ConfigError(
-                    f"{self.env_name}: {name} must be an int in [{low}, {high}], "
-                    f"got {short_repr(value)}"
-                )
-        if weights is not None and not isinstance(weights, Mapping):
-            raise ConfigError(f"{self.env_name}: weights must be a mapping of criteria to numbers")
-        try:
-            self.family = MultiStepFamily(build_config(MultiStepFamily.config_class, config))
-            self.metrics: EvaluationMetrics = self.family.default_metrics().with_overrides(
-                weights, success_threshold
+            raise ConfigError(
+                f"{self.env_name}: max_subproblems must be an int in [1, "
+                f"{MAX_SUBPROBLEMS_LIMIT}], got {short_repr(max_subproblems)}"
             )
-        except ConfigError as exc:
-            raise ConfigError(f"{self.env_name}: {exc}") from None
         self.max_subproblems = max_subproblems
-        self.max_revisions = max_revisions
-        self.render_mode = render_mode
-        self.max_text_length = max_text_length
-        self.observation_space = UnicodeText(max_text_length)
-        self.action_space = UnicodeText(max_text_length)
-        self.tools = ToolRegistry([calculator_tool()])
-        self._tool_names = frozenset(self.tools.names)
         self._system_prompt = _system_prompt(max_subproblems, max_revisions)
         self._state: DecomposeEpisode | None = None
-        self._transcript: list[str] = []
 
     # -- the Gymnasium API -------------------------------------------------------------------
 
