@@ -1198,6 +1198,15 @@ def sweep(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="Override a field of the base config.")
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="run the trials as Ray tasks on this cluster: local (started here), auto or "
+            "HOST:PORT",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Sweep config fields (grid, random or Optuna), trials in parallel, each an indexed run;
@@ -1226,6 +1235,7 @@ def sweep(
             direction=direction,  # type: ignore[arg-type]  # checked by SweepConfig
             seed=seed,
             name=name,
+            ray_address=ray,
         )
         result = Sweep(
             ConfigManager(config, overrides or ()),
@@ -1260,6 +1270,13 @@ def cycle(
     fresh: Annotated[
         bool, typer.Option(help="Discard this cycle's folder and start over (not resume).")
     ] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Play the benchmark episodes as Ray tasks on this cluster: local (started "
+            "here), auto or HOST:PORT (sets benchmark.ray_address)."
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run the whole cycle: rounds of registered stages (train, search, evolve...) over a
@@ -1271,7 +1288,8 @@ def cycle(
     from llm_trainer.experiments.cycle import Cycle, load_cycle
 
     try:
-        spec = load_cycle(config, overrides or ())
+        extra = [f"benchmark.ray_address={ray}"] if ray else []
+        spec = load_cycle(config, [*(overrides or ()), *extra])
         report = Cycle(
             spec, fresh=fresh, log=lambda m: console.print(f"[dim]{escape(m)}[/]", highlight=False)
         ).run()

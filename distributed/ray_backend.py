@@ -10,6 +10,9 @@ Guarantees (the tests check them on a real local cluster):
   are taken once, from the attempt that finished. An exception raised *by* ``fn`` is not
   retried by default (the same item would raise again): it is re-raised here as itself.
 
+:meth:`RayExecutor.stream` runs one task per item, drawing the items only as room frees up and
+reserving the CPUs and GPUs asked for (a sweep's trials: ``llm-trainer sweep --ray``).
+
 ``ray`` is imported only when an executor is made: ``import llm_trainer`` never imports it.
 Every node of a cluster needs llm-trainer (and the agents' dependencies) installed, in the
 same version as the driver.
@@ -20,8 +23,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from llm_trainer.core.errors import ConfigError, RolloutError
@@ -118,9 +120,13 @@ class RayExecutor(Executor):
         self.num_cpus = num_cpus
         self._ray = import_ray()
         self._owner = connect(address, num_cpus=local_cpus)
-        self._task = self._ray.remote(run_chunk).options(
-            num_cpus=num_cpus, max_retries=max_retries, retry_exceptions=retry_exceptions
-        )
+        self._options: dict[str, Any] = {
+            "num_cpus": num_cpus,
+            "max_retries": max_retries,
+            "retry_exceptions": retry_exceptions,
+        }
+        self._remote = self._ray.remote(run_chunk)
+        self._task = self._remote.options(**self._options)
 
     @property
     def workers(self) -> int:
@@ -134,23 +140,87 @@ class RayExecutor(Executor):
     def imap_unordered(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[tuple[int, R]]:
         if not items:
             return
+        chunks = chunked(items, self.workers * CHUNKS_PER_WORKER)
+        yield from self._run(self._task, fn, iter(chunks), self.max_in_flight or len(chunks))
+
+    def stream(
+        self,
+        fn: Callable[[T], R],
+        items: Iterable[T],
+        *,
+        in_flight: int,
+        num_cpus: float | None = None,
+        num_gpus: float | None = None,
+        on_lost: Callable[[T, RolloutError], R] | None = None,
+    ) -> Iterator[tuple[int, R]]:
+        """``(index, fn(item))`` for each item, one Ray task per item, at most ``in_flight`` at
+        once, as tasks finish (``index``: the item's position in ``items``).
+
+        An item is drawn from ``items`` only when a task may start, after the results yielded so
+        far were handed over: a caller can choose each item from the results before it (a
+        sweep's Optuna trials, asked one after another). Tasks are retried when their worker
+        dies, as for :meth:`imap_unordered`.
+
+        Args:
+            num_cpus: CPUs each task reserves (default: the executor's ``num_cpus``).
+            num_gpus: GPUs each task reserves (default: none).
+            on_lost: What a task whose worker died after its retries were spent gives instead
+                (called with its item and the error); ``None``: raise the
+                :class:`~llm_trainer.core.errors.RolloutError`.
+        """
+        if in_flight < 1:
+            raise ConfigError(f"in_flight must be >= 1, got {in_flight}")
+        options = dict(self._options)
+        if num_cpus is not None:
+            options["num_cpus"] = num_cpus
+        if num_gpus is not None:
+            options["num_gpus"] = num_gpus
+        task = self._remote.options(**options)
+        chunks = ([(index, item)] for index, item in enumerate(items))
+        yield from self._run(task, fn, chunks, in_flight, on_lost)
+
+    def _run(
+        self,
+        task: Any,
+        fn: Callable[[T], R],
+        chunks: Iterator[list[tuple[int, T]]],
+        limit: int,
+        on_lost: Callable[[T, RolloutError], R] | None = None,
+    ) -> Iterator[tuple[int, R]]:
+        """Submit ``chunks`` (drawn as room frees up, at most ``limit`` running) and yield
+        their results as they finish."""
         ray = self._ray
-        chunks = deque(chunked(items, self.workers * CHUNKS_PER_WORKER))
-        limit = self.max_in_flight or len(chunks)
         fn_ref = ray.put(fn)  # sent to the object store once, not with every task
-        pending: set[Any] = set()
+        pending: dict[Any, list[tuple[int, T]]] = {}
+        exhausted = False
         try:
-            while chunks or pending:
-                while chunks and len(pending) < limit:
-                    pending.add(self._task.remote(fn_ref, chunks.popleft()))
+            while True:
+                while not exhausted and len(pending) < limit:
+                    chunk = next(chunks, None)
+                    if chunk is None:
+                        exhausted = True
+                    else:
+                        pending[task.remote(fn_ref, chunk)] = chunk
+                if not pending:
+                    return
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
-                    pending.discard(ref)
-                    yield from self._result(ref)
+                    chunk = pending.pop(ref)
+                    try:
+                        results = self._result(ref)
+                    except RolloutError as exc:
+                        if on_lost is None:
+                            raise
+                        results = [(index, on_lost(item, exc)) for index, item in chunk]
+                    yield from results
         finally:
             for ref in pending:  # an error, Ctrl-C or an iterator closed early
                 with contextlib.suppress(Exception):
                     ray.cancel(ref)
+
+    def node_resources(self) -> list[dict[str, float]]:
+        """The resources (``CPU``, ``GPU``...) of each live node of the cluster."""
+        return [dict(node["Resources"]) for node in self._ray.nodes() if node.get("Alive")]
 
     def _result(self, ref: Any) -> list[tuple[int, Any]]:
         exceptions = self._ray.exceptions

@@ -105,6 +105,9 @@ class BenchmarkSpec:
     """Episodes per (env, difficulty), split across the seeds."""
     workers: int = 2
     """Benchmark worker processes (1: in this process)."""
+    ray_address: str | None = None
+    """Play the episodes as Ray tasks on this cluster instead (``local``, ``auto`` or
+    ``HOST:PORT``; the ``ray`` extra): the same records as the local workers."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,12 @@ def _benchmark(raw: Any) -> BenchmarkSpec:
     spec = BenchmarkSpec(**values)
     if isinstance(spec.workers, bool) or not isinstance(spec.workers, int) or spec.workers < 1:
         raise ConfigError(f"benchmark.workers: must be a positive integer, got {spec.workers!r}")
+    if spec.ray_address is not None:
+        from llm_trainer.distributed.ray_backend import check_ray_installed
+
+        if not isinstance(spec.ray_address, str) or not spec.ray_address.strip():
+            raise ConfigError("benchmark.ray_address: local, auto or HOST:PORT")
+        check_ray_installed("benchmark.ray_address")
     return spec
 
 
@@ -566,6 +575,7 @@ class Cycle:
                 workers=self.config.benchmark.workers,
                 progress=self.progress,
                 knowledge_path=knowledge_path(self.config),
+                ray_address=self.config.benchmark.ray_address,
             ),
             self.suite,
         )

@@ -15,6 +15,12 @@ directory and its row in the runs index, labelled with the sweep's id and its tr
   it for the whole sweep (applied before torch is imported) and running its trials one after
   another; every run seeds itself, so a trial's result does not depend on which worker ran it.
   With ``--parallel 1`` the trials run in this process, one after another.
+* With ``--ray ADDRESS`` (or the base config's ``ray.address``) the trials run as Ray tasks
+  instead (:meth:`~llm_trainer.distributed.ray_backend.RayExecutor.stream`), ``--parallel`` at
+  once, each reserving ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs. A trial is the same
+  run wherever it runs (the same config, seeds, run directory layout, index row and labels),
+  so the results equal the local path's. A task whose worker dies is re-run by Ray; a re-run
+  of a trial that had already finished returns that run instead of training it again.
 * A sweep's id is a digest of its base config and its search (not of its trial count): the same
   command resumes it, and one asking for more ``--random`` or ``--optuna`` trials extends it.
   Grid and random sweeps skip the trials already finished in the index (a random sweep's first
@@ -38,6 +44,7 @@ Parameter(field='train.learning_rate', dimension=Choice(values=(0.001, 0.002)))
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -45,8 +52,11 @@ import itertools
 import json
 import math
 import multiprocessing
+import os
 import random
 import re
+import socket
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -55,11 +65,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from llm_trainer.core.errors import ConfigError, UserError
+from llm_trainer.distributed.ray_backend import check_ray_installed
 from llm_trainer.experiments.index import ExperimentManager, RunRecord, default_index_path
-from llm_trainer.experiments.scheduler import Allocation, ResourceScheduler, Slots
+from llm_trainer.experiments.scheduler import (
+    THREAD_VARIABLES,
+    Allocation,
+    ResourceScheduler,
+    Slots,
+)
 
 if TYPE_CHECKING:
     from llm_trainer.algorithms.config import ExperimentConfig
+    from llm_trainer.distributed.ray_backend import RayExecutor
 
 Log = Callable[[str], None]
 Mode = Literal["grid", "random", "optuna"]
@@ -304,6 +321,11 @@ class SweepConfig:
     """Seeds the random draws and Optuna's sampler."""
     name: str | None = None
     """The sweep's name (default: the base experiment's); its id adds a digest of the rest."""
+    ray_address: str | None = None
+    """Run the trials as Ray tasks on this cluster: ``local`` (started here), ``auto``,
+    ``HOST:PORT`` or ``ray://HOST:PORT`` (the ``ray`` extra); ``None``: the base config's
+    ``ray.address``, else local processes. Not part of the sweep's id: a sweep started
+    locally can be resumed on Ray."""
 
     def __post_init__(self) -> None:
         if not self.parameters:
@@ -321,6 +343,10 @@ class SweepConfig:
             raise ConfigError(f"sweep: parallel must be >= 1, got {self.parallel}")
         if self.direction not in (None, "maximize", "minimize"):
             raise ConfigError(f"sweep: direction {self.direction!r} is not maximize or minimize")
+        if self.ray_address is not None:
+            if not self.ray_address.strip():
+                raise ConfigError("sweep: --ray must not be empty (local, auto or HOST:PORT)")
+            check_ray_installed("--ray")
 
     @property
     def resolved_direction(self) -> Direction:
@@ -417,11 +443,19 @@ class SweepResult:
 
 @dataclass(frozen=True, slots=True)
 class TrialJob:
-    """What a worker process needs to run one trial."""
+    """What a worker process (or a Ray task) needs to run one trial."""
 
     sweep_id: str
     trial: int
     config: dict[str, Any]
+    cpus: int | None = None
+    """The CPUs a Ray task reserved (its BLAS/OpenMP and torch threads)."""
+    cwd: str | None = None
+    """The sweep's working directory (a Ray task runs there: relative paths, the run
+    directories' among them, mean what they mean to the sweep)."""
+    index: str | None = None
+    """The sweep's runs index (a Ray task's run registers there, whatever the environment
+    the cluster was started with)."""
 
 
 class _Worker:
@@ -477,6 +511,68 @@ def run_trial(job: TrialJob, log: Log = _print) -> _Done:
     return _Done(job.trial, str(summary["run_dir"]), None)
 
 
+def run_ray_trial(job: TrialJob) -> _Done:
+    """Run one trial as a Ray task (see :meth:`Sweep._run_ray`): in the sweep's working
+    directory and runs index, with as many threads as its CPUs, its index row labelled here
+    (the labels are a context variable of this process). A re-run of a task whose worker died
+    after the trial had finished returns that run: a trial is never recorded twice as
+    finished.
+
+    What the trial prints goes to stderr: Ray forwards a worker's output to the driver's
+    terminal asynchronously, so a line on stdout could land after the sweep's ``--json``
+    summary line."""
+    from llm_trainer.experiments.index import INDEX_ENV
+
+    if job.cwd is not None and not os.path.isdir(job.cwd):
+        return _Done(
+            job.trial,
+            None,
+            f"the sweep's working directory {job.cwd} is not on Ray node {socket.gethostname()}: "
+            "trials read and write paths relative to it, so every node needs it (shared "
+            "storage at the same path)",
+        )
+    before, index_before = os.getcwd(), os.environ.get(INDEX_ENV)
+    try:
+        if job.cwd is not None:
+            os.chdir(job.cwd)
+        if job.index is not None:
+            os.environ[INDEX_ENV] = job.index
+        if job.cpus is not None:
+            _use_threads(job.cpus)
+        with contextlib.redirect_stdout(sys.stderr):
+            finished = _finished_run(job)
+            if finished is not None:
+                _print(f"[trial {job.trial}] had finished before its worker died: {finished}")
+                return _Done(job.trial, finished, None)
+            return run_trial(job)
+    finally:
+        os.chdir(before)
+        if index_before is None:
+            os.environ.pop(INDEX_ENV, None)
+        else:
+            os.environ[INDEX_ENV] = index_before
+
+
+def _use_threads(cpus: int) -> None:
+    """BLAS/OpenMP and torch threads for ``cpus`` CPUs (a Ray worker may run trials of other
+    sizes before, and may have imported torch already)."""
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(cpus)))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(cpus)
+
+
+def _finished_run(job: TrialJob) -> str | None:
+    """The run directory of a finished run of this trial in the runs index, if any."""
+    path = default_index_path(job.config.get("output_dir", "runs"))
+    if not path.exists():
+        return None
+    for record in ExperimentManager(path).runs(sweep_id=job.sweep_id, status="finished"):
+        if record.labels.trial == job.trial:
+            return record.run_dir
+    return None
+
+
 def _trial_params(record: RunRecord, fields: Sequence[str]) -> dict[str, Any]:
     params = {}
     for field in fields:
@@ -529,6 +625,10 @@ class Sweep:
         self.name = config.name or base.name
         identity = {k: v for k, v in config.spec().items() if k != "trials"}
         self.id = sweep_id(self.name, identity, manager.base_data)
+        self.ray_address = config.ray_address or base.ray.address
+        """Where the trials run as Ray tasks (``None``: local processes)."""
+        if config.ray_address is None and self.ray_address is not None:
+            check_ray_installed("ray.address")
         self.index = ExperimentManager(default_index_path(base.output_dir))
         self.fields = [p.field for p in config.parameters]
         self.ran = 0
@@ -603,11 +703,13 @@ class Sweep:
             return None
         return metric.value
 
-    def _job(self, trial: int, params: Mapping[str, Any], where: str = "") -> TrialJob:
+    def _job(
+        self, trial: int, params: Mapping[str, Any], where: str = "", **extra: Any
+    ) -> TrialJob:
         config = self.manager.trial_config(params, self.trial_name(trial))
         shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
         self.log(f"trial {trial}: {shown}{where}")
-        return TrialJob(self.id, trial, config.to_dict())
+        return TrialJob(self.id, trial, config.to_dict(), **extra)
 
     def _report(
         self,
@@ -637,7 +739,11 @@ class Sweep:
         after another (every run seeds itself: a trial never depends on the one before). A
         worker that dies is replaced; its trial is failed. One trial at a time runs in this
         process, on the whole machine: there is nothing to share out, and no worker to start.
+        With a Ray address the trials are Ray tasks instead (:meth:`_run_ray`).
         """
+        if self.ray_address is not None:
+            self._run_ray(self.ray_address, pending, report)
+            return
         scheduler, parallel = self._scheduler()
         if parallel == 1:
             for trial, params in pending:
@@ -679,6 +785,64 @@ class Sweep:
             for worker in workers:
                 worker.pool.shutdown(wait=not running, cancel_futures=True)
                 scheduler.release(worker.allocation)
+
+    def _ray_slots(self, executor: RayExecutor) -> tuple[int, int]:
+        """CPUs and GPUs per trial on the cluster: ``cpus_per_trial`` and ``gpus_per_trial``,
+        by default shared out as on one machine (the cluster's CPUs divided among the parallel
+        trials, at most a node's; a GPU each when every parallel trial can have one)."""
+        cfg = self.config
+        nodes = executor.node_resources()
+        largest = max((int(n.get("CPU", 0)) for n in nodes), default=1)
+        total_cpus = sum(int(n.get("CPU", 0)) for n in nodes)
+        total_gpus = sum(int(n.get("GPU", 0)) for n in nodes)
+        cpus = cfg.cpus_per_trial or max(1, min(largest, total_cpus // cfg.parallel))
+        gpus = cfg.gpus_per_trial
+        if gpus is None:
+            gpus = 1 if total_gpus >= cfg.parallel else 0
+        if not any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
+            self.log(
+                f"note: no node of the Ray cluster has {cpus} CPUs and {gpus} GPUs now: the "
+                "trials wait for one (an autoscaler may add it)"
+            )
+        return cpus, gpus
+
+    def _run_ray(
+        self,
+        address: str,
+        pending: Iterator[tuple[int, Mapping[str, Any]]],
+        report: Callable[[int, Mapping[str, Any], float | None], None],
+    ) -> None:
+        """:meth:`_run_pool` with each trial a Ray task on the cluster at ``address``,
+        ``parallel`` at once (each drawn from ``pending`` only when one may start, as in the
+        local pool), reserving its CPUs and GPUs. A task whose worker dies is re-run by Ray
+        (:class:`~llm_trainer.distributed.ray_backend.RayExecutor`'s retries); when the
+        retries are spent, the trial is failed."""
+        from llm_trainer.distributed.ray_backend import RayExecutor
+
+        params_of: dict[int, Mapping[str, Any]] = {}
+        executor = RayExecutor(address)
+        with executor:
+            cpus, gpus = self._ray_slots(executor)
+            where = f" (Ray task: {cpus} CPU{'s' * (cpus != 1)}, {gpus} GPU{'s' * (gpus != 1)})"
+            cwd, index = os.getcwd(), str(self.index.path.resolve())
+
+            def jobs() -> Iterator[TrialJob]:
+                for trial, params in pending:
+                    params_of[trial] = params
+                    yield self._job(trial, params, where, cpus=cpus, cwd=cwd, index=index)
+
+            def lost(job: TrialJob, error: Exception) -> _Done:
+                return _Done(job.trial, None, f"its Ray worker died ({error})")
+
+            for _, done in executor.stream(
+                run_ray_trial,
+                jobs(),
+                in_flight=self.config.parallel,
+                num_cpus=cpus,
+                num_gpus=gpus,
+                on_lost=lost,
+            ):
+                self._report(done, params_of.pop(done.trial), report)
 
     def _run_optuna(self) -> None:
         try:

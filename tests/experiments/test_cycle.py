@@ -18,28 +18,10 @@ import yaml
 from llm_trainer.core.errors import ConfigError
 from llm_trainer.core.rundir import find_runs
 from llm_trainer.experiments.cycle import Cycle, cycle_from_dict, load_cycle
+from tests.experiments.cycles import CYCLE_CONFIG, small_cycle
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "configs" / "cycle.yaml"
-
-
-def _small(model: Path, out: Path, **extra: str) -> list[str]:
-    """Overrides that shrink the default cycle to seconds per stage, from ``model``."""
-    items = {
-        "output_dir": str(out),
-        "model.path": str(model),
-        "bootstrap": "null",
-        "eval.episodes": "40",
-        "stages.expert_iteration.expert_iteration.tasks_per_round": "16",
-        "stages.expert_iteration.expert_iteration.samples_per_task": "2",
-        "stages.expert_iteration.train.max_steps": "4",
-        "stages.expert_iteration.train.batch_size": "8",
-        "benchmark.seeds": "[0, 1, 2]",
-        "benchmark.episodes_per_cell": "30",
-        "benchmark.workers": "1",
-        **extra,
-    }
-    return [f"{k}={v}" for k, v in items.items()]
+CONFIG = CYCLE_CONFIG
+_small = small_cycle
 
 
 def test_the_default_cycle_file_is_valid_and_every_stage_is_checked_up_front() -> None:

@@ -1,12 +1,21 @@
 """Sweeps of tiny real training runs: a grid through the CLI (two trials at once, resumed), a
-random sweep and an Optuna sweep that is extended by a second session; and the errors that
-stop a bad sweep before any trial runs."""
+random sweep and an Optuna sweep that is extended by a second session; the same grid and an
+Optuna sweep as Ray tasks on a real local cluster (equal to the local sweep, a killed worker's
+trial re-run and recorded once); and the errors that stop a bad sweep before any trial runs."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import math
+import os
 import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +24,39 @@ from typer.testing import CliRunner
 
 from llm_trainer.cli import app
 from llm_trainer.core.errors import ConfigError
-from llm_trainer.experiments.index import ExperimentManager
+from llm_trainer.experiments.index import INDEX_ENV, ExperimentManager, Metric, RunLabels
 from llm_trainer.experiments.sweep import (
     ConfigManager,
     Sweep,
     SweepConfig,
+    TrialJob,
     parse_parameter,
     random_trials,
+    run_ray_trial,
 )
 from llm_trainer.tests.experiments.tiny import CONFIG, TINY, set_flags
 
 runner = CliRunner()
+KNAPSACK = CONFIG.parent / "evolve_knapsack.yaml"
+GRID = ("train.learning_rate=1e-3,2e-2",)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[str]:
+    """A real local Ray cluster of 2 CPUs, this process its driver (``ray.init()``: what
+    ``--ray local`` starts; the one tests/distributed started, when they ran first); its
+    address."""
+    ray = pytest.importorskip("ray", reason="the ray extra: pip install 'llm-trainer[ray]'")
+    if ray.is_initialized():
+        yield str(ray.get_runtime_context().gcs_address)
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        try:
+            yield str(ray.get_runtime_context().gcs_address)
+        finally:
+            ray.shutdown()
 
 
 def _manager(out: Path) -> ConfigManager:
@@ -155,3 +186,162 @@ def test_an_optuna_sweep_keeps_its_study_and_a_second_session_extends_it(tmp_pat
         assert by_number[trial.trial].value == trial.objective
         assert by_number[trial.trial].params == dict(trial.params)
     assert study.best_value == second.best.objective if second.best else False
+
+
+# -- Ray ----------------------------------------------------------------------------------------
+
+
+def _comparable(record: Any) -> tuple[dict[str, Any], dict[str, float]]:
+    """A run's config and metrics less what differs between two sweeps of the same trials:
+    the run name (it holds the sweep's id), the output folder and the timings."""
+    config = {k: v for k, v in record.config.items() if k not in ("name", "output_dir")}
+    metrics = {k: m.value for k, m in record.metrics.items() if "second" not in k}
+    return config, metrics
+
+
+def test_a_grid_sweep_on_ray_equals_the_local_sweep(tmp_path: Path, ray_cluster: str) -> None:
+    """The same grid in this process and as two Ray tasks at once (``--ray local``): the same
+    trial configs and metrics, each trial indexed once with its sweep labels."""
+    pytest.importorskip("trl")
+    summaries, records = {}, {}
+    for where, extra in {"local": [], "ray": ["--parallel", "2", "--ray", "local"]}.items():
+        args = ["sweep", "--config", str(CONFIG), "--grid", *GRID, "--objective", "final_loss"]
+        args += [
+            *extra,
+            "--json",
+            *set_flags([*TINY, "name=grid", f"output_dir={tmp_path / where}"]),
+        ]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        # the last line of stdout (Ray forwards what its workers print to stderr, and late)
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        assert summary["ran"] == 2
+        summaries[where] = summary
+        runs = ExperimentManager(tmp_path / where / "index.sqlite").runs()
+        assert sorted((r.labels.sweep_id, r.labels.trial, r.status) for r in runs) == [
+            (summary["sweep_id"], trial, "finished") for trial in (0, 1)
+        ]  # each trial indexed once, labelled, finished
+        records[where] = {r.labels.trial: _comparable(r) for r in runs}
+        if where == "ray":
+            assert len(re.findall(r"\(Ray task: 1 CPU, 0 GPUs\)", result.output)) == 2
+            assert {r.pid for r in runs}.isdisjoint({os.getpid()})  # they ran in Ray workers
+    local, ray = summaries["local"], summaries["ray"]
+    fields = ("trial", "params", "status", "objective")
+    assert [{k: t[k] for k in fields} for t in local["trials"]] == [
+        {k: t[k] for k in fields} for t in ray["trials"]
+    ]
+    assert records["local"] == records["ray"]  # configs, final_loss, success... all equal
+    assert ray["best"]["trial"] == local["best"]["trial"]
+
+
+def test_a_killed_ray_worker_s_trial_is_rerun_and_recorded_once(
+    tmp_path: Path, ray_cluster: str
+) -> None:
+    """SIGKILL the Ray worker of trial 0 while it trains: Ray runs the task again, and the
+    index holds trial 0 once as finished (and the killed attempt as failed)."""
+    pytest.importorskip("trl")
+    index_path = tmp_path / "index.sqlite"
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_trial_0() -> None:
+        while not stop.is_set() and not killed:
+            if index_path.exists():
+                for record in ExperimentManager(index_path).runs(status="running"):
+                    if record.labels.trial == 0 and record.pid != os.getpid():
+                        os.kill(record.pid, signal.SIGKILL)
+                        killed.append(record.pid)
+                        return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_trial_0, daemon=True)
+    killer.start()
+    config = SweepConfig(
+        tuple(parse_parameter(p) for p in GRID),
+        parallel=2,
+        objective="final_loss",
+        ray_address=ray_cluster,
+    )
+    try:
+        result = Sweep(_manager(tmp_path), config, log=lambda _: None).run()
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "trial 0 was never seen running"
+    assert result.ran == 2
+    assert [(t.trial, t.status) for t in result.trials] == [(0, "finished"), (1, "finished")]
+    assert all(t.objective is not None and math.isfinite(t.objective) for t in result.trials)
+    runs = ExperimentManager(index_path).runs(sweep_id=result.id)
+    trial_0 = sorted((r.status, r.pid) for r in runs if r.labels.trial == 0)
+    assert [status for status, _ in trial_0] == ["failed", "finished"]  # killed, then re-run
+    assert trial_0[0][1] == killed[0] != trial_0[1][1]  # the re-run was another worker
+    assert [r.status for r in runs if r.labels.trial == 1] == ["finished"]
+
+
+def test_an_optuna_sweep_on_ray_asks_each_trial_as_a_task_frees_up(
+    tmp_path: Path, ray_cluster: str
+) -> None:
+    pytest.importorskip("trl")
+    optuna = pytest.importorskip("optuna")
+    parameters = (parse_parameter("train.learning_rate=loguniform(1e-4,1e-1)"),)
+    config = SweepConfig(parameters, mode="optuna", trials=3, parallel=2,
+                         objective="final_loss", ray_address=ray_cluster)  # fmt: skip
+    lines: list[str] = []
+    result = Sweep(_manager(tmp_path), config, log=lines.append).run()
+    assert (result.ran, [t.status for t in result.trials]) == (3, ["finished"] * 3)
+    study = optuna.load_study(
+        study_name=result.id, storage=f"sqlite:///{tmp_path / 'optuna.sqlite'}"
+    )
+    by_number = {t.number: t for t in study.trials}
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    for trial in result.trials:  # the study and the runs index agree
+        assert by_number[trial.trial].value == trial.objective
+        assert by_number[trial.trial].params == dict(trial.params)
+    # two trials were asked at once; the third only when one of them had been told
+    asked = [i for i, line in enumerate(lines) if re.match(r"trial \d: ", line)]
+    told = [i for i, line in enumerate(lines) if re.match(r"trial \d final_loss = ", line)]
+    assert len(asked) == len(told) == 3
+    assert asked[1] < told[0] < asked[2]
+
+
+def test_a_re_run_ray_task_of_a_finished_trial_returns_that_run(tmp_path: Path) -> None:
+    """What a Ray retry of a trial that had finished before its worker died does (no Ray
+    needed): it finds the finished run in the index and trains nothing."""
+    index = ExperimentManager(tmp_path / "index.sqlite")
+    run = index.register(name="t", algorithm="sft", seed=0, config={}, run_dir=tmp_path / "r0",
+                         git_commit=None, labels=RunLabels(sweep_id="s-1", trial=0))  # fmt: skip
+    index.finish(run, "finished", {"final_loss": Metric(1.5)})
+    before = os.getcwd(), os.environ.get(INDEX_ENV)
+    config = {"output_dir": "."}  # not even a valid experiment: it is not run
+    done = run_ray_trial(TrialJob("s-1", 0, config, cpus=1, cwd=str(tmp_path)))
+    assert (done.run_dir, done.error) == (str((tmp_path / "r0").resolve()), None)
+    assert (os.getcwd(), os.environ.get(INDEX_ENV)) == before  # the worker is left as it was
+    assert len(index.runs()) == 1
+    missing = run_ray_trial(TrialJob("s-1", 1, config, cwd=str(tmp_path / "elsewhere")))
+    assert missing.error is not None
+    assert "is not on Ray node" in missing.error
+
+
+def test_without_ray_a_ray_sweep_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parameters = tuple(parse_parameter(p) for p in GRID)
+    seeds = SweepConfig((parse_parameter("seed=0,1"),))
+    # the base config's ray.address (an evolution experiment's) is the sweep's default
+    manager = ConfigManager(KNAPSACK, ["ray.address=auto", f"output_dir={tmp_path / 'evo'}"])
+    if importlib.util.find_spec("ray") is not None:
+        assert Sweep(manager, seeds).ray_address == "auto"
+        assert Sweep(manager, dataclasses.replace(seeds, ray_address="local")).ray_address == (
+            "local"
+        )
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray imports
+    with pytest.raises(ConfigError, match=r"--ray needs Ray.*pip install 'llm-trainer\[ray\]'"):
+        SweepConfig(parameters, ray_address="local")
+    with pytest.raises(ConfigError, match=r"ray\.address needs Ray"):
+        Sweep(manager, seeds)
+    args = ["sweep", "--config", str(CONFIG), "--grid", *GRID, "--ray", "auto"]
+    result = runner.invoke(app, [*args, *set_flags([f"output_dir={tmp_path}"])])
+    assert result.exit_code == 2, result.output
+    assert "error: --ray needs Ray" in result.output
+    assert "pip install 'llm-trainer[ray]'" in " ".join(result.output.split())
+    assert not (tmp_path / "index.sqlite").exists()  # refused before anything was written
