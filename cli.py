@@ -940,7 +940,9 @@ def kg_export(
 
 @app.command()
 def serve(
-    env: Annotated[str, typer.Option(help="The single-agent env id to serve.")],
+    env: Annotated[
+        str, typer.Option(help="The env id to serve (multi-agent ids in PettingZoo's AEC shape).")
+    ],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: a free one).")] = 8000,
     kwargs: Annotated[

@@ -1,4 +1,4 @@
-"""Serve a registered single-agent env over HTTP and WebSocket, in the wire shape of OpenEnv.
+"""Serve a registered env over HTTP and WebSocket, in the wire shape of OpenEnv.
 
 Any trainer that speaks OpenEnv (TRL's ``environment_factory`` examples, OpenEnv's own
 ``GenericEnvClient``) can then train on an llm-trainer env without importing this package.
@@ -41,6 +41,48 @@ Error codes are OpenEnv's (``INVALID_JSON``, ``UNKNOWN_TYPE``, ``VALIDATION_ERRO
 ``RESET_NEEDED`` (a step before ``reset`` or after the episode ended; gymnasium's
 ``ResetNeeded``). JSON replies escape non-ASCII (``\\uXXXX``), so any string the env returns,
 lone surrogates included, travels as valid UTF-8.
+
+Multi-agent ids (PettingZoo AEC envs, ``llm_trainer.make_multiagent``; a Parallel env would be
+served through PettingZoo's ``parallel_to_aec``): a session holds one AEC env, and the verbs,
+routes, error codes and reply envelope stay the ones above. What AEC adds:
+
+- ``/metadata`` says ``"multi_agent": true`` and gives ``possible_agents``, each agent's
+  ``observation_max_length`` and ``action_max_length`` (its text spaces' bounds, as the
+  single-agent ``max_text_length``), ``system_prompts``, ``agent_tools`` and the env's own
+  ``env_metadata`` (PettingZoo's ``metadata``: ``name``, ``is_parallelizable``...).
+- A step names the agent it acts for, which must be ``agent_selection``; ``message`` is its
+  completion, or ``null`` (PettingZoo's ``None``) for an agent whose episode is over, which
+  then leaves ``agents``::
+
+    {"type": "step", "data": {"agent": "player_0", "message": "<answer>bet</answer>"}}
+    POST /step {"action": {"agent": "player_0", "message": null}, "session_id": ...}
+
+- ``RESULT`` (after ``reset`` and every ``step``) describes the agent to act and every agent::
+
+    {"observation": {"agent": "player_1",          agent_selection
+                     "text": "You are player_1...", observe(agent_selection)
+                     "info": {...}, "terminated": false, "truncated": false,
+                                                    infos/terminations/truncations[agent]
+                     "agents": [...], "possible_agents": [...],
+                     "rewards": {agent: float},     the last step's (env.rewards)
+                     "cumulative_rewards": {agent: float},  what last() returns as reward
+                     "terminations": {...}, "truncations": {...}, "infos": {agent: {...}}},
+     "reward": float | null,   last()'s reward for the agent to act; null after a reset
+     "done": bool}             every agent left, terminated or truncated
+
+  ``text``, ``info``, ``terminated``, ``truncated`` and ``reward`` are ``null`` once every
+  agent has left (``agents`` empty; PettingZoo's ``last()`` has nothing to return then).
+- ``observe`` reads any agent's observation: ``{"type": "observe", "data": {"agent": "a"}}``
+  (WebSocket) or ``GET /observe?session_id=...&agent=a``, answered with
+  ``{"agent": "a", "text": "..."}`` (WebSocket: ``{"type": "observe", "data": {...}}``).
+- ``state`` adds ``agent_selection``, ``agents``, ``possible_agents`` and
+  ``episode_returns`` (each agent's rewards summed over the episode) to the single-agent
+  fields, in place of ``episode_return``.
+
+A step for another agent than ``agent_selection`` is a ``VALIDATION_ERROR`` (HTTP 409) naming
+both; an unknown agent, a missing ``agent``, a ``null`` message for a live agent or a text for
+a finished one are ``VALIDATION_ERROR`` (422); a step before ``reset`` or after every agent
+left is ``RESET_NEEDED``. The same seed and actions give the same episode as in-process.
 """
 
 from __future__ import annotations
@@ -69,10 +111,10 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketState
 
 import llm_trainer
-from llm_trainer.core.errors import ConfigError, LLMTrainerError, RegistryError, UserError, suggest
+from llm_trainer.core.errors import ConfigError, LLMTrainerError, UserError, suggest
 from llm_trainer.core.records import to_plain
 from llm_trainer.envs.common import short_repr
-from llm_trainer.envs.registration import make, spec
+from llm_trainer.envs.registration import make, make_multiagent, spec
 
 #: The error codes of OpenEnv's ``WSErrorCode``, and ours (``RESET_NEEDED``).
 INVALID_JSON = "INVALID_JSON"
@@ -85,8 +127,11 @@ SESSION_ERROR = "SESSION_ERROR"
 RESET_NEEDED = "RESET_NEEDED"
 
 WS_MESSAGE_TYPES = ("reset", "step", "state", "close")
+#: A multi-agent server's WebSocket messages: ``observe`` reads any agent's observation.
+AEC_WS_MESSAGE_TYPES = ("reset", "step", "observe", "state", "close")
 _RESET_FIELDS = ("seed", "options", "episode_id")
 _ACTION_FIELDS = ("message", "metadata")
+_AEC_ACTION_FIELDS = ("agent", "message", "metadata")
 _MAX_EPISODE_ID = 255
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 # How many closed or expired session ids are remembered, to say "expired" rather than "unknown".
@@ -130,6 +175,77 @@ SCHEMAS: Mapping[str, Any] = {
     },
 }
 
+_AGENT_MAP = {"type": "object", "additionalProperties": {"type": "number"}}
+_AGENT_FLAGS = {"type": "object", "additionalProperties": {"type": "boolean"}}
+_AGENT_LIST = {"type": "array", "items": {"type": "string"}}
+
+#: The JSON schemas of a multi-agent (PettingZoo AEC) server's ``/schema``.
+AEC_SCHEMAS: Mapping[str, Any] = {
+    "action": {
+        "title": "AgentTextAction",
+        "type": "object",
+        "properties": {
+            "agent": {"type": "string", "description": "The agent to act: agent_selection."},
+            "message": {
+                "type": ["string", "null"],
+                "description": "The agent's raw completion; null for an agent whose episode "
+                "is over (PettingZoo's None).",
+            },
+            "metadata": {"type": "object", "description": "Ignored; accepted as OpenEnv's."},
+        },
+        "required": ["agent", "message"],
+        "additionalProperties": False,
+    },
+    "observation": {
+        "title": "AECObservation",
+        "type": "object",
+        "properties": {
+            "agent": {"type": ["string", "null"], "description": "agent_selection."},
+            "text": {"type": ["string", "null"], "description": "observe(agent_selection)."},
+            "info": {"type": ["object", "null"]},
+            "terminated": {"type": ["boolean", "null"]},
+            "truncated": {"type": ["boolean", "null"]},
+            "agents": _AGENT_LIST,
+            "possible_agents": _AGENT_LIST,
+            "rewards": _AGENT_MAP,
+            "cumulative_rewards": _AGENT_MAP,
+            "terminations": _AGENT_FLAGS,
+            "truncations": _AGENT_FLAGS,
+            "infos": {"type": "object", "additionalProperties": {"type": "object"}},
+        },
+        "required": [
+            "agent",
+            "text",
+            "info",
+            "terminated",
+            "truncated",
+            "agents",
+            "possible_agents",
+            "rewards",
+            "cumulative_rewards",
+            "terminations",
+            "truncations",
+            "infos",
+        ],
+    },
+    "state": {
+        "title": "AECSessionState",
+        "type": "object",
+        "properties": {
+            "episode_id": {"type": ["string", "null"]},
+            "step_count": {"type": "integer", "minimum": 0},
+            "session_id": {"type": "string"},
+            "env_id": {"type": "string"},
+            "seed": {"type": ["integer", "null"]},
+            "done": {"type": "boolean"},
+            "agent_selection": {"type": ["string", "null"]},
+            "agents": _AGENT_LIST,
+            "possible_agents": _AGENT_LIST,
+            "episode_returns": _AGENT_MAP,
+        },
+    },
+}
+
 
 @dataclass(frozen=True)
 class ServeConfig:
@@ -142,10 +258,10 @@ class ServeConfig:
     """
 
     env_id: str
-    """A single-agent id of registry.yaml."""
+    """An id of registry.yaml, single-agent or multi-agent."""
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     """Overrides of the registry's kwargs: each session's env is
-    ``llm_trainer.make(env_id, **env_kwargs)``."""
+    ``llm_trainer.make(env_id, **env_kwargs)`` (``make_multiagent`` for a multi-agent id)."""
     max_sessions: int = 64
     """Sessions open at once, HTTP and WebSocket together; one more is refused with
     ``CAPACITY_REACHED``."""
@@ -205,7 +321,8 @@ class Session:
     """One client's env and its episode bookkeeping; ``lock`` serialises calls on it."""
 
     id: str
-    env: gym.Env[Any, Any]
+    env: Any
+    """A ``gymnasium.Env``, or a PettingZoo ``AECEnv`` on a multi-agent server."""
     transport: str
     clock: Callable[[], float]
     """The store's clock; a call's end restarts the idle time (under ``lock``: no reaper sees
@@ -217,6 +334,10 @@ class Session:
     step_count: int = 0
     done: bool = False
     episode_return: float = 0.0
+    episode_returns: dict[str, float] = field(default_factory=dict)
+    """Multi-agent: each agent's rewards summed over the episode."""
+    started: bool = False
+    """Whether the env was reset (a multi-agent env cannot say so itself)."""
     tools: _PlainTools = field(default_factory=lambda: _PlainTools())
 
 
@@ -229,7 +350,7 @@ class SessionStore:
 
     def __init__(
         self,
-        make_env: Callable[[], gym.Env[Any, Any]],
+        make_env: Callable[[], Any],
         max_sessions: int,
         timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
@@ -456,6 +577,164 @@ def session_state(session: Session, env_id: str) -> dict[str, Any]:
         }
 
 
+# -- the multi-agent (PettingZoo AEC) env calls ---------------------------------------------
+
+
+def _text(observation: Any) -> Any:
+    """An observation as JSON: text as ``str`` (a ``TextObservation`` is a ``numpy.str_``)."""
+    if observation is None or isinstance(observation, str):
+        return None if observation is None else str(observation)
+    return to_plain(observation)
+
+
+def aec_payload(session: Session, *, after_reset: bool) -> dict[str, Any]:
+    """The result payload of an AEC env (see the module docstring): ``last()`` of the agent to
+    act, and every agent's dicts. Called under the session's lock."""
+    env = session.env
+    agents = [str(a) for a in env.agents]
+    agent = getattr(env, "agent_selection", None)
+    rewards = {a: float(r) for a, r in env.rewards.items()}
+    cumulative = {a: float(r) for a, r in getattr(env, "_cumulative_rewards", rewards).items()}
+    terminations = {a: bool(t) for a, t in env.terminations.items()}
+    truncations = {a: bool(t) for a, t in env.truncations.items()}
+    infos = {a: plain_info(info, session.tools) for a, info in env.infos.items()}
+    live = agent in agents
+    return {
+        "observation": {
+            "agent": agent,
+            "text": _text(env.observe(agent)) if live else None,
+            "info": infos.get(agent) if live else None,
+            "terminated": terminations.get(agent) if live else None,
+            "truncated": truncations.get(agent) if live else None,
+            "agents": agents,
+            "possible_agents": [str(a) for a in env.possible_agents],
+            "rewards": rewards,
+            "cumulative_rewards": cumulative,
+            "terminations": terminations,
+            "truncations": truncations,
+            "infos": infos,
+        },
+        "reward": None if after_reset or not live else cumulative.get(agent),
+        "done": _aec_done(env),
+    }
+
+
+def _aec_done(env: Any) -> bool:
+    return all(env.terminations.get(a) or env.truncations.get(a) for a in env.agents)
+
+
+def reset_aec_session(session: Session, request: Mapping[str, Any]) -> dict[str, Any]:
+    """Reset the session's AEC env from a checked reset request; the result payload."""
+    seed, options = request.get("seed"), request.get("options")
+    with session.lock:
+        try:
+            session.env.reset(seed=seed, options=options)
+            payload = aec_payload(session, after_reset=True)
+        except (UserError, TypeError, ValueError) as exc:
+            raise WireError(VALIDATION_ERROR, 422, f"reset: {_one_line(exc)}") from exc
+        except Exception as exc:
+            raise WireError(EXECUTION_ERROR, 500, f"reset failed: {_describe(exc)}") from exc
+        session.episode_id = request.get("episode_id") or uuid.uuid4().hex
+        session.seed, session.step_count, session.started = seed, 0, True
+        session.done = payload["done"]
+        session.episode_returns = dict.fromkeys(payload["observation"]["possible_agents"], 0.0)
+        session.last_active = session.clock()
+        return payload
+
+
+def _check_agent(env: Any, agent: str) -> None:
+    possible = [str(a) for a in env.possible_agents]
+    if agent not in possible:
+        raise WireError(
+            VALIDATION_ERROR,
+            422,
+            f"unknown agent {short_repr(agent)}{suggest(agent, possible)}; the agents are "
+            f"{', '.join(possible)}",
+        )
+
+
+def step_aec_session(session: Session, agent: str, message: str | None) -> dict[str, Any]:
+    """Step the session's AEC env with ``agent``'s action (``None``: a finished agent leaves);
+    the result payload."""
+    with session.lock:
+        env = session.env
+        if not session.started:
+            raise WireError(RESET_NEEDED, 409, "step needs a reset first: no episode has begun")
+        _check_agent(env, agent)
+        if not env.agents:
+            raise WireError(
+                RESET_NEEDED,
+                409,
+                "the episode is over: every agent has left; reset to play another",
+            )
+        acting = env.agent_selection
+        if agent != acting:
+            raise WireError(
+                VALIDATION_ERROR,
+                409,
+                f"it is {acting}'s turn (agent_selection), not {agent}'s: send {acting}'s action",
+            )
+        finished = bool(env.terminations[acting] or env.truncations[acting])
+        if finished and message is not None:
+            raise WireError(
+                VALIDATION_ERROR,
+                422,
+                f"{acting}'s episode is over: its only action is null (PettingZoo's None), "
+                "which lets it leave",
+            )
+        if not finished and message is None:
+            raise WireError(
+                VALIDATION_ERROR,
+                422,
+                f"action.message must be a string ({acting}'s completion); null is the "
+                "action of an agent whose episode is over",
+            )
+        try:
+            env.step(message)
+            payload = aec_payload(session, after_reset=False)
+        except Exception as exc:
+            raise WireError(EXECUTION_ERROR, 500, f"step failed: {_describe(exc)}") from exc
+        session.step_count += 1
+        session.done = payload["done"]
+        for name, reward in payload["observation"]["rewards"].items():
+            session.episode_returns[name] = session.episode_returns.get(name, 0.0) + reward
+        session.last_active = session.clock()
+        return payload
+
+
+def observe_aec_session(session: Session, agent: str) -> dict[str, Any]:
+    """``observe(agent)`` of the session's AEC env, for any agent."""
+    with session.lock:
+        if not session.started:
+            raise WireError(RESET_NEEDED, 409, "observe needs a reset first: no episode has begun")
+        _check_agent(session.env, agent)
+        try:
+            text = _text(session.env.observe(agent))
+        except Exception as exc:
+            raise WireError(EXECUTION_ERROR, 500, f"observe failed: {_describe(exc)}") from exc
+        session.last_active = session.clock()
+        return {"agent": agent, "text": text}
+
+
+def aec_state(session: Session, env_id: str) -> dict[str, Any]:
+    """The single-agent state's fields (``episode_returns`` for ``episode_return``) and the
+    AEC env's turn: ``agent_selection``, ``agents``, ``possible_agents``."""
+    with session.lock:
+        env = session.env
+        return {
+            "episode_id": session.episode_id,
+            "step_count": session.step_count,
+            "session_id": session.id,
+            "env_id": env_id,
+            "seed": session.seed,
+            "done": session.done,
+            "agent_selection": getattr(env, "agent_selection", None) if session.started else None,
+            "agents": [str(a) for a in env.agents] if session.started else [],
+            "possible_agents": [str(a) for a in env.possible_agents],
+            "episode_returns": dict(session.episode_returns),
+        }
+
+
 # -- request checking ----------------------------------------------------------------------
 
 
@@ -562,6 +841,45 @@ def check_action(data: Any) -> str:
     return message
 
 
+def check_aec_action(data: Any) -> tuple[str, str | None]:
+    """The agent and action text of a multi-agent step (``{"agent": str, "message": str |
+    null}``)."""
+    action = _object(data, "action")
+    _known_fields(action, _AEC_ACTION_FIELDS, "action")
+    if "agent" not in action:
+        raise WireError(
+            VALIDATION_ERROR,
+            422,
+            'action needs "agent": the agent to act (agent_selection of the last reply), e.g. '
+            '{"agent": "player_0", "message": "<answer>bet</answer>"}',
+        )
+    agent = action["agent"]
+    if not isinstance(agent, str):
+        raise WireError(
+            VALIDATION_ERROR,
+            422,
+            f"action.agent must be a string (an agent's name), got {_json_type(agent)}",
+        )
+    if "message" not in action:
+        raise WireError(
+            VALIDATION_ERROR,
+            422,
+            'action needs "message": the agent\'s completion, or null for an agent whose '
+            "episode is over",
+        )
+    message = action["message"]
+    if message is not None and not isinstance(message, str):
+        raise WireError(
+            VALIDATION_ERROR,
+            422,
+            f"action.message must be a string (the agent's completion) or null, got "
+            f"{_json_type(message)}",
+        )
+    if not isinstance(action.get("metadata", {}), dict):
+        raise WireError(VALIDATION_ERROR, 422, "action.metadata must be a JSON object")
+    return agent, message
+
+
 def _json_default(value: Any) -> Any:
     """What ``json.dumps`` cannot write itself: numpy values and sets; anything else as text."""
     if isinstance(value, np.generic):
@@ -585,31 +903,51 @@ class EnvServer:
     """The sessions and handlers of one served env id; :meth:`app` is the ASGI application.
 
     The env is made once at construction (a bad id or argument fails here, not at the first
-    request) to read what ``/metadata`` reports: its tools, spaces and time limit.
+    request) to read what ``/metadata`` reports: its tools, spaces and time limit. A
+    multi-agent id is served in the AEC shape of the module docstring.
 
     Raises:
         UnknownEnvError: for an id that is not registered (with a "did you mean").
-        RegistryError: for a multi-agent id (the OpenEnv shape is one agent's).
         ConfigError: for an ``env_kwargs`` entry the env does not take, or a bad value.
     """
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         env_spec = spec(config.env_id)  # UnknownEnvError with a "did you mean"
-        if env_spec.capabilities.multi_agent:
-            single = [
-                s.id for s in llm_trainer.registry().values() if not s.capabilities.multi_agent
-            ]
-            raise RegistryError(
-                f"{config.env_id!r} is a {env_spec.capabilities.api} (multi-agent) env; the "
-                f"OpenEnv shape is single-agent: serve one of {', '.join(single)}"
-            )
         self.env_id = config.env_id
+        self.multi_agent = env_spec.capabilities.multi_agent
+        self.schemas = AEC_SCHEMAS if self.multi_agent else SCHEMAS
+        self.ws_message_types = AEC_WS_MESSAGE_TYPES if self.multi_agent else WS_MESSAGE_TYPES
         probe = self.make_env()
         try:
-            _, info = probe.reset(seed=0)
-            space = probe.observation_space
-            max_text_length = getattr(space, "max_length", None)
+            if self.multi_agent:
+                probe.reset(seed=0)
+                agents = [str(a) for a in probe.possible_agents]
+                infos = {a: probe.infos.get(a, {}) for a in agents}
+                described: dict[str, Any] = {
+                    "multi_agent": True,
+                    "api": env_spec.capabilities.api,
+                    "possible_agents": agents,
+                    "observation_max_length": {
+                        a: getattr(probe.observation_space(a), "max_length", None) for a in agents
+                    },
+                    "action_max_length": {
+                        a: getattr(probe.action_space(a), "max_length", None) for a in agents
+                    },
+                    "env_metadata": to_plain(dict(getattr(probe, "metadata", {}) or {})),
+                    "system_prompts": {a: infos[a].get("system_prompt") for a in agents},
+                    "agent_tools": {a: to_plain(infos[a].get("tools", ())) for a in agents},
+                }
+            else:
+                _, info = probe.reset(seed=0)
+                space = probe.observation_space
+                described = {
+                    "multi_agent": False,
+                    "api": env_spec.capabilities.api,
+                    "max_text_length": getattr(space, "max_length", None),
+                    "tools": to_plain(info.get("tools", ())),
+                    "system_prompt": info.get("system_prompt"),
+                }
         finally:
             probe.close()
         self.metadata: dict[str, Any] = {
@@ -623,23 +961,73 @@ class EnvServer:
             # ... and what a gymnasium client needs to build its spaces and spec.
             "env_id": self.env_id,
             "env_kwargs": dict(config.env_kwargs),
-            "max_text_length": max_text_length,
+            **described,
             "max_episode_steps": env_spec.max_episode_steps,
             "reward_threshold": env_spec.reward_threshold,
             "difficulties": list(env_spec.capabilities.difficulties),
-            "tools": to_plain(info.get("tools", ())),
-            "system_prompt": info.get("system_prompt"),
             "max_sessions": config.max_sessions,
             "session_timeout_s": config.session_timeout_s,
             "max_message_bytes": config.max_message_bytes,
         }
         self.sessions = SessionStore(self.make_env, config.max_sessions, config.session_timeout_s)
 
-    def make_env(self) -> gym.Env[Any, Any]:
+    def make_env(self) -> Any:
+        """A session's env: ``llm_trainer.make``'s, or ``make_multiagent``'s as an AEC env."""
         try:
-            return make(self.env_id, **self.config.env_kwargs)
+            if not self.multi_agent:
+                return make(self.env_id, **self.config.env_kwargs)
+            env = make_multiagent(self.env_id, **self.config.env_kwargs)
         except TypeError as exc:  # gymnasium's "unexpected keyword argument", naming it
             raise ConfigError(f"{self.env_id}: {_one_line(exc)}") from exc
+        from pettingzoo import ParallelEnv
+
+        if isinstance(env, ParallelEnv):
+            from pettingzoo.utils.conversions import parallel_to_aec
+
+            return parallel_to_aec(env)
+        return env
+
+    # -- the calls, single-agent or multi-agent ------------------------------------------------
+
+    def _reset(self, session: Session, request: Mapping[str, Any]) -> dict[str, Any]:
+        if self.multi_agent:
+            return reset_aec_session(session, request)
+        return reset_session(session, request)
+
+    def _step(self, session: Session, action: Any) -> dict[str, Any]:
+        """Step with a checked action (``check_action``'s or ``check_aec_action``'s)."""
+        if self.multi_agent:
+            agent, message = action
+            return step_aec_session(session, agent, message)
+        return step_session(session, action)
+
+    def _check_action(self, data: Any) -> Any:
+        return check_aec_action(data) if self.multi_agent else check_action(data)
+
+    def _state(self, session: Session) -> dict[str, Any]:
+        if self.multi_agent:
+            return aec_state(session, self.env_id)
+        return session_state(session, self.env_id)
+
+    def _require_multi_agent(self) -> None:
+        if not self.multi_agent:
+            raise WireError(
+                VALIDATION_ERROR,
+                404,
+                f"{self.env_id} is a single-agent env: its observation comes with every reply "
+                "(observe is for multi-agent envs)",
+            )
+
+    def _observe(self, session: Session, agent: Any) -> dict[str, Any]:
+        self._require_multi_agent()
+        if not isinstance(agent, str):
+            raise WireError(
+                VALIDATION_ERROR,
+                422,
+                f"observe needs the agent's name (a string), got {_json_type(agent)} "
+                f"{short_repr(agent)}",
+            )
+        return observe_aec_session(session, agent)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -650,7 +1038,7 @@ class EnvServer:
         else:
             session = self.sessions.get(request["session_id"])
         try:
-            payload = reset_session(session, request)
+            payload = self._reset(session, request)
         except WireError:
             if request.get("session_id") is None:  # the session was opened for this reset
                 self.sessions.close(session.id)
@@ -668,20 +1056,35 @@ class EnvServer:
                 "WebSocket /ws, one session per connection)",
             )
         if "action" not in request:
-            raise WireError(
-                VALIDATION_ERROR, 422, 'step request needs "action": {"message": "..."}'
-            )
-        message = check_action(request["action"])
+            raise WireError(VALIDATION_ERROR, 422, f"step request needs {self._action_example}")
+        action = self._check_action(request["action"])
         session = self.sessions.get(request["session_id"])
-        payload = step_session(session, message)
+        payload = self._step(session, action)
         return {**payload, "session_id": session.id}
+
+    @property
+    def _action_example(self) -> str:
+        if self.multi_agent:
+            return '"action": {"agent": "<agent_selection>", "message": "..."}'
+        return '"action": {"message": "..."}'
 
     def http_state(self, session_id: str | None) -> dict[str, Any]:
         if session_id is None:
             raise WireError(
                 VALIDATION_ERROR, 422, "GET /state needs ?session_id=... (from POST /reset)"
             )
-        return session_state(self.sessions.get(session_id), self.env_id)
+        return self._state(self.sessions.get(session_id))
+
+    def http_observe(self, session_id: str | None, agent: str | None) -> dict[str, Any]:
+        self._require_multi_agent()
+        if session_id is None or agent is None:
+            raise WireError(
+                VALIDATION_ERROR,
+                422,
+                "GET /observe needs ?session_id=...&agent=... (the session from POST /reset)",
+            )
+        session = self.sessions.get(session_id)
+        return {**self._observe(session, agent), "session_id": session.id}
 
     def http_close(self, body: Any) -> dict[str, Any]:
         request = _object(body, "close request")
@@ -696,28 +1099,34 @@ class EnvServer:
         try:
             message = _object(parse_json(raw), "message")
             kind = message.get("type")
-            if kind not in WS_MESSAGE_TYPES:
+            if kind not in self.ws_message_types:
                 raise WireError(
                     UNKNOWN_TYPE,
                     400,
                     f"unknown message type {short_repr(kind)}; expected one of "
-                    f"{', '.join(WS_MESSAGE_TYPES)}",
+                    f"{', '.join(self.ws_message_types)}",
                 )
             _known_fields(message, ("type", "data"), f"{kind} message")
             if kind == "close":
                 return None, True
             if kind == "state":
-                reply = {"type": "state", "data": session_state(session, self.env_id)}
+                reply = {"type": "state", "data": self._state(session)}
             elif kind == "reset":
                 request = check_reset_request(message.get("data") or {})
-                reply = {"type": "observation", "data": reset_session(session, request)}
+                reply = {"type": "observation", "data": self._reset(session, request)}
+            elif kind == "observe":
+                data = _object(message.get("data"), "observe message's data")
+                _known_fields(data, ("agent",), "observe message's data")
+                reply = {"type": "observe", "data": self._observe(session, data.get("agent"))}
             else:
                 if "data" not in message:
                     raise WireError(
-                        VALIDATION_ERROR, 422, 'step message needs "data": {"message": "..."}'
+                        VALIDATION_ERROR,
+                        422,
+                        'step message needs "data": ' + self._action_example.split(": ", 1)[1],
                     )
-                text = check_action(message["data"])
-                reply = {"type": "observation", "data": step_session(session, text)}
+                action = self._check_action(message["data"])
+                reply = {"type": "observation", "data": self._step(session, action)}
         except WireError as exc:
             return dumps(_ws_error(exc)), False
         return dumps(reply), False
@@ -744,9 +1153,10 @@ class EnvServer:
                 Route("/step", self._post(self.http_step), methods=["POST"]),
                 Route("/close", self._post(self.http_close), methods=["POST"]),
                 Route("/state", self._get_state, methods=["GET"]),
+                Route("/observe", self._get_observe, methods=["GET"]),
                 Route("/health", self._get({"status": "healthy"}), methods=["GET"]),
                 Route("/metadata", self._get(self.metadata), methods=["GET"]),
-                Route("/schema", self._get(SCHEMAS), methods=["GET"]),
+                Route("/schema", self._get(self.schemas), methods=["GET"]),
                 WebSocketRoute("/ws", self._websocket),
             ],
             lifespan=lifespan,
@@ -780,6 +1190,16 @@ class EnvServer:
         try:
             session_id = request.query_params.get("session_id")
             return _json_response(await run_in_threadpool(self.http_state, session_id))
+        except WireError as exc:
+            return _error_response(exc)
+
+    async def _get_observe(self, request: Request) -> Response:
+        try:
+            query = request.query_params
+            observe = self.http_observe
+            return _json_response(
+                await run_in_threadpool(observe, query.get("session_id"), query.get("agent"))
+            )
         except WireError as exc:
             return _error_response(exc)
 

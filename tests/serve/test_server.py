@@ -15,7 +15,7 @@ from websockets.sync.client import connect
 
 import llm_trainer
 from llm_trainer.agents import OracleAgent
-from llm_trainer.core.errors import ConfigError, RegistryError, UnknownEnvError
+from llm_trainer.core.errors import ConfigError, UnknownEnvError
 from llm_trainer.core.records import to_plain
 from llm_trainer.serve.server import EnvServer, ServeConfig, SessionStore, WireError
 from tests.serve.conftest import ServerFactory, http_json
@@ -334,8 +334,8 @@ def test_lone_surrogates_and_any_unicode_travel_intact(serve_env: ServerFactory)
 def test_bad_server_configurations_fail_at_start_naming_the_problem() -> None:
     with pytest.raises(UnknownEnvError, match=r"Did you mean 'LLMTrainer/Calculator-v0'"):
         EnvServer(ServeConfig("LLMTrainer/Calculatr-v0"))
-    with pytest.raises(RegistryError, match=r"multi-agent.*single-agent"):
-        EnvServer(ServeConfig("LLMTrainer/MALT-v0"))
+    with pytest.raises(ConfigError, match="max_cycles must be an int"):  # multi-agent ids too
+        EnvServer(ServeConfig("LLMTrainer/MALT-v0", {"max_cycles": 0}))
     with pytest.raises(ConfigError, match="dificulty"):
         EnvServer(ServeConfig(ENV, {"dificulty": 2}))
     with pytest.raises(ConfigError, match="difficulty 7 is not supported"):
