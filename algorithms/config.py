@@ -323,7 +323,8 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation."""
     ray: RayConfig = field(default_factory=RayConfig)
-    """Where the algorithm's parallel work runs (algorithms that read it: ``evolution``)."""
+    """Where the algorithm's parallel work runs (algorithms that read it: ``evolution``,
+    ``search_distill``)."""
     output_dir: str = "runs"
     """Where run directories go."""
     resume: bool = False

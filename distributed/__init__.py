@@ -10,8 +10,10 @@
 Where it is used: ``llm-trainer bench --ray ADDRESS`` plays a suite's episodes as Ray tasks
 (:class:`~llm_trainer.benchmarks.runner.BenchConfig`'s ``ray_address``), an evolution
 experiment with ``ray: {address: ...}`` evaluates fitness on Ray
-(:class:`~llm_trainer.algorithms.evolution.fitness.FitnessEvaluator`'s ``executor``), and
-``llm-trainer sweep --ray ADDRESS`` runs its trials as Ray tasks
+(:class:`~llm_trainer.algorithms.evolution.fitness.FitnessEvaluator`'s ``executor``), MCTS grows
+its ``trees`` as Ray tasks (an ``mcts:ray=ADDRESS,...`` agent spec, or ``search_distill`` with
+``ray: {address: ...}``: :class:`~llm_trainer.algorithms.search.parallel.TreeRunner`'s
+``executor``), and ``llm-trainer sweep --ray ADDRESS`` runs its trials as Ray tasks
 (:class:`~llm_trainer.experiments.sweep.SweepConfig`'s ``ray_address``).
 
 Importing this package does not import ``ray``.

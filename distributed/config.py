@@ -13,7 +13,8 @@ from llm_trainer.core.errors import ConfigError
 
 @dataclass(frozen=True)
 class RayConfig:
-    """Run an experiment's parallel work (evolution's fitness evaluations) as Ray tasks.
+    """Run an experiment's parallel work (evolution's fitness evaluations, ``search_distill``'s
+    MCTS trees) as Ray tasks.
 
     The results do not depend on it: every unit of work carries its own seed, and results are
     keyed by the unit's index (see :mod:`llm_trainer.distributed`).

@@ -12,11 +12,18 @@ only part of the tasks right: the room RL must close. It is trained once per ses
 minutes on two idle cores) through ``run_experiment``, like any run, and its ``final_model``
 is a Hugging Face model directory. Set ``LLM_TRAINER_WEAK_AGENT`` to such a directory (a
 ``calculator_weak_sft`` run's ``final_model``) to reuse one across pytest sessions.
+
+``ray_cluster`` is one real local Ray cluster for the whole session (starting one takes several
+seconds), shared by ``tests/distributed`` and the tests that run other work on Ray (MCTS trees):
+this process is its driver, and tests connect other processes to it by its address. Its workers
+inherit ``LLM_TRAINER_TEST_KILL_DIR`` (``kill_dir``), where the work the Ray tests run in them
+puts its "kill me the first time" markers.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -76,3 +83,28 @@ def weak_calculator_agent(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = load_experiment(CONFIGS / "calculator_weak_sft.yaml", [f"output_dir={out}"])
     summary = run_experiment(config, log=lambda message: None)
     return Path(summary["model_dir"])
+
+
+#: Where the work the Ray tests run in Ray workers puts its kill markers (workers inherit the
+#: environment the cluster starts in; ``tests/distributed/helpers.py`` reads it).
+KILL_DIR_VARIABLE = "LLM_TRAINER_TEST_KILL_DIR"
+
+
+@pytest.fixture(scope="session")
+def kill_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ray-kill-markers")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(kill_dir: Path) -> Iterator[str]:
+    """A local Ray cluster of 2 CPUs (``ray.init()``, this process connected); its address.
+    Skips where the ``ray`` extra is not installed."""
+    ray = pytest.importorskip("ray", reason="the ray extra: pip install 'llm-trainer[ray]'")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(KILL_DIR_VARIABLE, str(kill_dir))
+        patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        try:
+            yield str(ray.get_runtime_context().gcs_address)
+        finally:
+            ray.shutdown()

@@ -14,7 +14,7 @@ Read in this order:
 * ``values.py``: :class:`RewardEstimator` (terminal reward, rollouts, LLM self-evaluation,
   PPO's value head); ``reflection.py``: reflections on failed leaves (LATS);
 * ``mcts.py``: the search (:class:`MCTS`, :class:`MCTSConfig`);
-* ``parallel.py``: independent trees merged at the root, in a process pool;
+* ``parallel.py``: independent trees merged at the root, in a process pool or as Ray tasks;
 * ``agent.py``: :class:`MCTSAgent`, a policy that acts by searching (``mcts:`` agent specs);
 * ``buffer.py``: :class:`ExperienceBuffer` of search decisions; ``record.py``: trees in the
   knowledge graph; ``distill.py``: search-distilled SFT (``algorithm: search_distill``).

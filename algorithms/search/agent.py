@@ -19,11 +19,19 @@ and the options are the fields of :class:`MCTSAgentConfig` and, by name, of
         --agent mcts:simulations=16,value=self_eval:transformers:runs/x/final_model
     llm-trainer evaluate --env LLMTrainer/Calculator-v0 \\
         --agent mcts:prompt=runs/evolve/best_genome.txt:transformers:runs/x/final_model
+    llm-trainer evaluate --env LLMTrainer/Knapsack-v0 --agent mcts:trees=8,ray=auto:knapsack
 
 ``prompt=PATH`` conditions an LLM base's proposals (hence the PUCT priors, their
 log-probabilities) and self-evaluations on another system prompt: a text file, such as the
 ``best_genome.txt`` of an evolution run over prompts (``algorithm: evolution``), or that run's
 directory (:func:`read_prompt`).
+
+``trees=K`` grows K independent trees per decision, merged at the root (:mod:`~llm_trainer.
+algorithms.search.parallel`): in this process, in ``processes=P`` spawned processes, or, with
+``ray=ADDRESS``, as Ray tasks (``local`` starts a cluster here; ``auto`` is the cluster ``ray
+start`` started on this machine, or ``$RAY_ADDRESS``; a ``HOST:PORT`` address cannot be
+written in a spec, whose options end at the first ``:``, so export ``RAY_ADDRESS=HOST:PORT``
+and write ``ray=auto``), with the same merged result wherever they grow.
 
 Each decision is kept in an :class:`~llm_trainer.algorithms.search.buffer.ExperienceBuffer`
 (when given) and recorded in a knowledge graph (when given: :mod:`~llm_trainer.algorithms.
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +71,8 @@ from llm_trainer.core.config import Range, apply_overrides, build, check_ranges
 from llm_trainer.core.errors import ConfigError
 from llm_trainer.core.knowledge import KnowledgeGraph
 from llm_trainer.core.seeding import derive_seed
+from llm_trainer.distributed.executor import Executor, make_executor
+from llm_trainer.distributed.ray_backend import check_ray_installed
 
 
 @dataclass(slots=True)
@@ -129,6 +140,8 @@ class MCTSAgent:
         reflector: Writes reflections on failed leaves (``None``: none).
         trees: Independent trees per decision, merged at the root.
         processes: Worker processes for the trees (1: in this process).
+        executor: Where the trees grow instead (a :class:`~llm_trainer.distributed.
+            RayExecutor`: each tree a Ray task); closed with the agent.
         determinize: Redraws hidden information per tree (a game of imperfect information).
         buffer: Keeps every decision.
         knowledge: A knowledge graph (or its file) to record every decision's tree in.
@@ -146,6 +159,7 @@ class MCTSAgent:
         reflector: Reflector | None = None,
         trees: int = 1,
         processes: int = 1,
+        executor: Executor | None = None,
         determinize: Determinize | None = None,
         buffer: ExperienceBuffer | None = None,
         knowledge: KnowledgeGraph | str | Path | None = None,
@@ -166,6 +180,7 @@ class MCTSAgent:
             trees=trees,
             processes=processes,
             determinize=determinize,
+            executor=executor,
         )
         self.buffer = buffer
         self.knowledge = (
@@ -226,7 +241,7 @@ class MCTSAgent:
         ]
 
     def close(self) -> None:
-        """Stop the worker pool of the trees (if any)."""
+        """Stop the workers of the trees (a pool, or the executor's Ray connection)."""
         self.runner.close()
 
     # -- records -------------------------------------------------------------------------------
@@ -387,9 +402,20 @@ class MCTSAgentConfig:
     """Independent trees per decision (root parallelism)."""
     processes: PositiveInt = 1
     """Worker processes for the trees."""
+    ray: str | None = None
+    """Grow the trees as Ray tasks on this cluster instead of in ``processes``: ``local``
+    (started in this process), ``auto`` (the cluster ``ray start`` started here, or
+    ``$RAY_ADDRESS``), ``HOST:PORT`` or ``ray://HOST:PORT`` (the ``ray`` extra)."""
 
     def __post_init__(self) -> None:
         check_ranges(self, "mcts agent")
+        if self.ray is not None:
+            if not self.ray.strip():
+                raise ConfigError(
+                    "mcts agent: ray must not be empty (local, auto, HOST:PORT or "
+                    "ray://HOST:PORT; leave it out to grow the trees in local processes)"
+                )
+            check_ray_installed("mcts agent: ray")
         if self.value == "model" and self.value_model is None:
             raise ConfigError("mcts agent: value 'model' needs value_model (a PPO checkpoint)")
 
@@ -438,6 +464,12 @@ def parse_agent_spec(argument: str) -> MCTSAgentConfig:
     base = argument
     if sep and "=" in head:
         options, base = [o for o in head.split(",") if o.strip()], rest
+        if options[-1].strip().startswith("ray=") and re.match(r"\d+([,:]|$)|//", rest):
+            raise ConfigError(
+                f"agent spec 'mcts:{argument}': a Ray address with a ':' (HOST:PORT) cannot be "
+                "written in an agent spec, whose options end at the first ':'; export "
+                "RAY_ADDRESS=HOST:PORT and use ray=auto"
+            )
     if not base:
         raise ConfigError(
             "agent spec 'mcts:...' needs a base: mcts:BASE or mcts:KEY=VALUE,...:BASE, with "
@@ -506,6 +538,7 @@ def build_agent(
     determinize = determinizer_for(env)
     # a game of hidden information is searched in a private copy, from what the player sees
     bound = copy.deepcopy(env.unwrapped) if determinize is not None else env
+    executor = make_executor(ray=config.ray) if config.ray is not None else None
     return MCTSAgent(
         bound,
         proposer,
@@ -514,6 +547,7 @@ def build_agent(
         reflector=reflector,
         trees=config.trees,
         processes=config.processes,
+        executor=executor,
         determinize=determinize,
         name=name,
     )

@@ -13,6 +13,11 @@ The episodes are stored as a versioned dataset (``<name>-search``), every decisi
 Lines in the run directory (``search_buffer.jsonl``, an :class:`~llm_trainer.algorithms.
 search.buffer.ExperienceBuffer`), and, with ``knowledge_path`` set, every tree in the
 knowledge graph (:mod:`~llm_trainer.algorithms.search.record`).
+
+``trees: K`` grows K independent trees per decision, merged at the root (root parallelism,
+:mod:`~llm_trainer.algorithms.search.parallel`), in this process or ``processes`` spawned ones;
+with the experiment's ``ray: {address: ...}`` section each tree is a Ray task on that cluster
+instead, with the same merged decisions for the same seeds.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from llm_trainer.algorithms.search.mcts import MCTSConfig
 from llm_trainer.core.config import Range, check_ranges
 from llm_trainer.core.errors import ConfigError, UserError, suggest
 from llm_trainer.core.seeding import derive_seed
+from llm_trainer.distributed import Executor, ray_executor
 
 BUFFER_FILE = "search_buffer.jsonl"
 
@@ -62,6 +68,12 @@ class SearchDistillSettings:
     """Train on the successful searched episodes, or on all of them."""
     mcts: MCTSConfig = field(default_factory=MCTSConfig)
     """The search's settings."""
+    trees: PositiveInt = 1
+    """Independent trees per decision, merged at the root (root parallelism); with
+    ``ray.address`` set, each is a Ray task on that cluster."""
+    processes: PositiveInt = 1
+    """Worker processes for the trees (1: in this process; ignored with ``ray.address``). Each
+    tree's job pickles the proposer: a copy of the model for ``proposer: policy``."""
 
     def __post_init__(self) -> None:
         check_ranges(self, "search_distill")
@@ -87,6 +99,7 @@ class SearchDistillAlgorithm(Algorithm):
 
     name = "search_distill"
     config_class = SearchDistillSettings
+    sections = ("ray",)  # ray.address: the trees grown as Ray tasks
 
     def run(self, context: AlgorithmContext) -> AlgorithmResult:
         from llm_trainer.agents.backends.transformers_backend import TransformersBackend
@@ -94,18 +107,21 @@ class SearchDistillAlgorithm(Algorithm):
         from llm_trainer.algorithms.sft import SFTTrainer, chat_rows
 
         s: SearchDistillSettings = self.config
+        executor = ray_executor(context.experiment.ray)  # before the model: fail fast
         model, tokenizer = context.load_model()
         backend = TransformersBackend(model, tokenizer)
         buffer = ExperienceBuffer()
         seeds = list(range(s.first_seed, s.first_seed + s.episodes))
+        where = executor.describe() if executor is not None else f"{s.processes} process(es)"
         context.log(
-            f"search_distill: MCTS ({s.mcts.simulations} simulations per step, proposer "
-            f"{s.proposer}) plays {len(seeds)} episodes of {s.env_id}"
+            f"search_distill: MCTS ({s.mcts.simulations} simulations per step, {s.trees} "
+            f"tree(s) in {where}, proposer {s.proposer}) plays {len(seeds)} episodes of "
+            f"{s.env_id}"
         )
         agents: list[Any] = []
 
         def make_agent(envs: list[Any]) -> Any:
-            agent = self._agent(context, envs, backend, buffer)
+            agent = self._agent(context, envs, backend, buffer, executor)
             agents.append(agent)
             return agent
 
@@ -127,6 +143,8 @@ class SearchDistillAlgorithm(Algorithm):
             model.train()
             for agent in agents:
                 agent.close()
+            if executor is not None:
+                executor.close()  # when no agent was made (idempotent)
         search_seconds = time.perf_counter() - start
         for trajectory in episodes:
             buffer.add_episode(trajectory)
@@ -165,7 +183,12 @@ class SearchDistillAlgorithm(Algorithm):
         )
 
     def _agent(
-        self, context: AlgorithmContext, envs: list[Any], backend: Any, buffer: ExperienceBuffer
+        self,
+        context: AlgorithmContext,
+        envs: list[Any],
+        backend: Any,
+        buffer: ExperienceBuffer,
+        executor: Executor | None,
     ) -> Any:
         from llm_trainer.algorithms.search.agent import MCTSAgent
         from llm_trainer.algorithms.search.proposers import LLMProposer, Proposer
@@ -210,6 +233,9 @@ class SearchDistillAlgorithm(Algorithm):
             estimator=estimator,
             config=replace(s.mcts, seed=derive_seed(s.mcts.seed, context.seed)),
             reflector=reflector,
+            trees=s.trees,
+            processes=s.processes,
+            executor=executor,
             buffer=buffer,
             knowledge=knowledge,
             name=f"mcts:{s.proposer}",

@@ -3,8 +3,11 @@
 Root parallelism (Chaslot, Winands & van den Herik, 2008) grows ``trees`` independent trees
 from the same root, each with its own seed derived from the search's seed, and merges them by
 the root children's statistics: visits and returns add up per action. It needs no locks and
-no shared tree, so the trees may run in worker processes (a ``spawn`` pool: no state leaks
-in from the parent) with exactly the result of running them one after the other here.
+no shared tree, so the trees may run elsewhere with exactly the result of running them one
+after the other here: in worker processes (a ``spawn`` pool: no state leaks in from the
+parent) or as Ray tasks on a cluster, both through an :class:`~llm_trainer.distributed.
+Executor` (:func:`~llm_trainer.distributed.make_executor`), which hands each tree's statistics
+back keyed by its index, whichever worker grew it.
 
 In a game of imperfect information each tree searches its own **determinization** instead of
 the live state: a state built from what the player to move sees (its ``info``), with the
@@ -20,7 +23,6 @@ build_agent` makes the copy).
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,13 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from llm_trainer.algorithms.search.env import search_env
+from llm_trainer.algorithms.search.env import SearchEnv, search_env
 from llm_trainer.algorithms.search.mcts import MCTS, MCTSConfig, SearchResult
 from llm_trainer.algorithms.search.proposers import Proposer
 from llm_trainer.algorithms.search.reflection import Reflector
 from llm_trainer.algorithms.search.values import RewardEstimator
 from llm_trainer.core.errors import ConfigError
 from llm_trainer.core.seeding import derive_seed
+from llm_trainer.distributed.executor import Executor, LocalExecutor
 
 #: ``determinize(env, info, rng) -> state``: put ``env`` (a private copy of the game) into a
 #: state consistent with what the player to move sees (``info``), the hidden part drawn from
@@ -183,7 +186,7 @@ class MergedSearch:
 
 @dataclass(frozen=True)
 class _Job:
-    """One tree's work, sent to a worker process (everything in it is pickled)."""
+    """One tree's work: everything a worker needs (pickled when the tree grows elsewhere)."""
 
     env: Any
     state: Any
@@ -198,19 +201,22 @@ class _Job:
     seed: int
 
 
-def _run_job(job: _Job) -> TreeStats:
-    """A worker's tree: the env put into the job's (determinized) state, then one search."""
-    env = search_env(job.env)
+def _grow(job: _Job, env: SearchEnv) -> SearchResult:
+    """One tree: ``env`` put into the job's (determinized) state, then one search."""
     env.restore(job.state)
     search = MCTS(env, job.proposer, job.estimator, job.config, reflector=job.reflector)
-    result = search.search(
+    return search.search(
         job.observation,
         job.info,
         history=job.history,
         reflections=job.reflections,
         seed=job.seed,
     )
-    return TreeStats.of(result)
+
+
+def _run_job(job: _Job) -> TreeStats:
+    """A worker's tree (a pool process or a Ray task): its statistics."""
+    return TreeStats.of(_grow(job, search_env(job.env)))
 
 
 class TreeRunner:
@@ -227,8 +233,12 @@ class TreeRunner:
             HTTP backends, a copy of the model for a local one.
         determinize: Builds each tree's root from what the player sees, the hidden part
             drawn at random (``None``: every tree searches the live state).
+        executor: Where the trees grow instead of ``processes``: a
+            :class:`~llm_trainer.distributed.RayExecutor` (each tree a Ray task, its job
+            pickled as for a pool), with the same merged result. The runner owns it: it is
+            closed with the runner.
 
-    Use it as a context manager, or call :meth:`close`, to stop the pool.
+    Use it as a context manager, or call :meth:`close`, to stop the workers.
     """
 
     def __init__(
@@ -241,6 +251,7 @@ class TreeRunner:
         trees: int = 1,
         processes: int = 1,
         determinize: Determinize | None = None,
+        executor: Executor | None = None,
     ) -> None:
         for name, value in (("trees", trees), ("processes", processes)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -252,9 +263,19 @@ class TreeRunner:
         self.trees = trees
         self.processes = processes
         self.determinize = determinize
-        self._pool: Any = None
+        self.executor: Executor = (
+            executor if executor is not None else LocalExecutor(min(processes, trees))
+        )
+        """Where the trees grow: this process (a :class:`~llm_trainer.distributed.
+        LocalExecutor` of one worker), a ``spawn`` pool of ``min(processes, trees)`` (started
+        at the first search, kept until :meth:`close`) or the executor given."""
         self.last_result: SearchResult | None = None
         """The latest in-process tree (with its nodes), for inspection."""
+
+    @property
+    def in_process(self) -> bool:
+        """Whether the trees grow here, in the live env's adapter (no pickling)."""
+        return isinstance(self.executor, LocalExecutor) and self.executor.workers == 1
 
     def __enter__(self) -> TreeRunner:
         return self
@@ -263,11 +284,8 @@ class TreeRunner:
         self.close()
 
     def close(self) -> None:
-        """Stop the worker pool (if one was started)."""
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        """Stop the workers (a pool, or the executor given; idempotent)."""
+        self.executor.close()
 
     def search(
         self,
@@ -280,7 +298,11 @@ class TreeRunner:
         seed: int = 0,
     ) -> MergedSearch:
         """Search from ``env``'s live state (or, with ``determinize``, from states built from
-        ``info``) with every tree and merge them; the live env is left as it was."""
+        ``info``) with every tree and merge them; the live env is left as it was.
+
+        Raises:
+            RolloutError: when a worker died (and, on Ray, its retries were spent).
+        """
         started = time.perf_counter()
         adapter = search_env(env)
         seeds = [derive_seed(seed, "tree", i) for i in range(self.trees)]
@@ -292,52 +314,30 @@ class TreeRunner:
             states = [live] * self.trees
         else:
             states = [self.determinize(env, info, np.random.default_rng(s)) for s in seeds]
+        jobs = [
+            _Job(
+                env,
+                state,
+                observation,
+                dict(info),
+                tuple(history),
+                tuple(reflections),
+                self.proposer,
+                self.estimator,
+                self.reflector,
+                self.config,
+                tree_seed,
+            )
+            for state, tree_seed in zip(states, seeds, strict=True)
+        ]
+
+        def here(job: _Job) -> TreeStats:  # in this process: the live env's adapter
+            self.last_result = _grow(job, adapter)
+            return TreeStats.of(self.last_result)
+
         try:
-            if self.processes == 1 or self.trees == 1:
-                stats = []
-                for state, tree_seed in zip(states, seeds, strict=True):
-                    adapter.restore(state)
-                    search = MCTS(
-                        adapter,
-                        self.proposer,
-                        self.estimator,
-                        self.config,
-                        reflector=self.reflector,
-                    )
-                    result = search.search(
-                        observation,
-                        info,
-                        history=history,
-                        reflections=reflections,
-                        seed=tree_seed,
-                    )
-                    self.last_result = result
-                    stats.append(TreeStats.of(result))
-            else:
-                jobs = [
-                    _Job(
-                        env,
-                        state,
-                        observation,
-                        dict(info),
-                        tuple(history),
-                        tuple(reflections),
-                        self.proposer,
-                        self.estimator,
-                        self.reflector,
-                        self.config,
-                        tree_seed,
-                    )
-                    for state, tree_seed in zip(states, seeds, strict=True)
-                ]
-                stats = list(self._get_pool().map(_run_job, jobs))
+            stats = self.executor.map(here if self.in_process else _run_job, jobs)
         finally:
             if live is not None:
                 adapter.restore(live)
         return MergedSearch.merge(stats, self.config.choose, time.perf_counter() - started)
-
-    def _get_pool(self) -> Any:
-        if self._pool is None:
-            context = multiprocessing.get_context("spawn")
-            self._pool = context.Pool(min(self.processes, self.trees))
-        return self._pool
