@@ -38,6 +38,15 @@ another: the run directory, the seed, the experiment's shared sections (``model`
 ``train``, ``reward``, ``eval``), a model loader, an env factory, the one episode engine
 (:meth:`AlgorithmContext.collect`), the trajectory store, the knowledge graph
 (:attr:`AlgorithmContext.knowledge`), held-out evaluation and a logger.
+
+**Several processes** (``torchrun``/``accelerate launch`` of ``llm-trainer train``): every
+process runs :meth:`Algorithm.run` with its own context, and TRL trains data-parallel. Only an
+algorithm whose ``multi_process`` is true is run so. The context then keeps the run one run:
+:meth:`AlgorithmContext.training_data` and :meth:`AlgorithmContext.collect` run on the main
+process and hand every process the same trajectories; only the main process writes the
+trajectory store, the knowledge graph (``None`` in the others) and the run directory (the
+others get a :meth:`~llm_trainer.core.rundir.RunDir.follow` view of it). ``context.processes``
+says which process this is.
 """
 
 from __future__ import annotations
@@ -48,7 +57,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from llm_trainer.core.errors import ConfigError
+from llm_trainer.core.errors import ConfigError, UserError
+from llm_trainer.core.processes import Processes
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -125,12 +135,17 @@ class Algorithm:
         sections: The experiment's shared sections it reads besides ``model``, ``train`` and
             ``eval`` (``"data"``, ``"reward"``, ``"ray"``): setting another one to a non-default
             value is an error, since it would do nothing.
+        multi_process: Whether it trains in several processes under a launcher (``torchrun``,
+            ``accelerate launch``: every process runs :meth:`run`, the trainer is data-parallel
+            and the work that must happen once goes through the context; see the module
+            docstring). ``False``: a run with ``WORLD_SIZE`` > 1 is refused.
     """
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[Any]] = NoSettings
     produces_policy: ClassVar[bool] = True
     sections: ClassVar[tuple[str, ...]] = ()
+    multi_process: ClassVar[bool] = False
 
     def __init__(self, config: Any = None) -> None:
         if config is None:
@@ -192,12 +207,22 @@ class AlgorithmContext:
         experiment: The experiment config (shared sections and the algorithm's settings).
         run: The run directory.
         log: Where progress lines go.
+        processes: This process's place in a multi-process run (default: the only process).
     """
 
-    def __init__(self, experiment: ExperimentConfig, run: RunDir, *, log: Log = print) -> None:
+    def __init__(
+        self,
+        experiment: ExperimentConfig,
+        run: RunDir,
+        *,
+        log: Log = print,
+        processes: Processes | None = None,
+    ) -> None:
         self.experiment = experiment
         self.run = run
         self.log = log
+        self.processes = processes if processes is not None else Processes()
+        """Which process of the run this is (``is_main``, ``rank``, ``world_size``)."""
         self.seed = experiment.seed
         self.resume = experiment.resume
         self._store: TrajectoryStore | None = None
@@ -287,17 +312,22 @@ class AlgorithmContext:
         env_kwargs: Mapping[str, Any] | None = None,
     ) -> list[Trajectory]:
         """One episode per seed through the episode engine (lockstep, batched generation,
-        token-faithful records; a failed episode carries its ``error``)."""
+        token-faithful records; a failed episode carries its ``error``).
+
+        In a multi-process run the main process plays them and every process gets its
+        episodes (every process must call it)."""
         from llm_trainer.algorithms.rollout import collect
 
-        return collect(
-            env_id,
-            lambda envs: policy,
-            seeds,
-            num_envs=num_envs or self.experiment.eval.batch_size,
-            difficulty=difficulty,
-            env_kwargs=env_kwargs,
-            source=source,
+        return self.processes.on_main(
+            lambda: collect(
+                env_id,
+                lambda envs: policy,
+                seeds,
+                num_envs=num_envs or self.experiment.eval.batch_size,
+                difficulty=difficulty,
+                env_kwargs=env_kwargs,
+                source=source,
+            )
         )
 
     def collect_tasks(
@@ -351,7 +381,8 @@ class AlgorithmContext:
 
     @property
     def store(self) -> TrajectoryStore:
-        """The run's trajectory store (``trajectories.db``)."""
+        """The run's trajectory store (``trajectories.db``). In a multi-process run only the
+        main process writes it (:meth:`store_dataset` and :meth:`training_data` see to that)."""
         from llm_trainer.core.store import TrajectoryStore
 
         if self._store is None:
@@ -362,9 +393,10 @@ class AlgorithmContext:
     def knowledge(self) -> KnowledgeGraph | None:
         """The knowledge graph (``knowledge_path``), ``None`` when it is off. The run records
         its experiment, models, datasets and scores there; an algorithm may record more (and
-        read what other runs recorded)."""
+        read what other runs recorded). In a multi-process run it is the main process's:
+        ``None`` in the others."""
         path = self.experiment.knowledge_path
-        if path is None:
+        if path is None or not self.processes.is_main:
             return None
         if self._knowledge is None:
             from llm_trainer.core.knowledge import KnowledgeGraph
@@ -451,12 +483,25 @@ class AlgorithmContext:
         has none) are ``parents``, or by default, for data a model made, the datasets that
         model learnt from (see :meth:`_parents`). With the knowledge graph on, the dataset is
         recorded there with ``derived_from`` edges to its parents and to the experiment.
+
+        In a multi-process run only the main process stores and records it; the others return
+        the same version (computed, not stored).
+
+        Raises:
+            UserError: for no trajectories.
         """
         from dataclasses import replace
 
-        from llm_trainer.core.store import Provenance
+        from llm_trainer.core.store import Provenance, content_hash
 
         trajectories = list(trajectories)
+        if not self.processes.is_main:
+            if not trajectories:
+                raise UserError(f"dataset {f'{self.experiment.name}-{name}'!r} is empty")
+            version = content_hash(trajectories)
+            if version not in self._stored:
+                self._stored.append(version)
+            return version
         lineage = tuple(parents) if parents is not None else self._parents(trajectories)
         if provenance is None:
             provenance = Provenance(
@@ -505,10 +550,22 @@ class AlgorithmContext:
         templates, teacher mode, ToolBench), stored and versioned with their provenance.
         Returns them, with ``data.repeat`` applied (the store keeps each once; the provenance
         records the setting), and the dataset version. ``model`` and ``tokenizer`` serve
-        teacher mode."""
+        teacher mode.
+
+        In a multi-process run the main process builds and stores them and every process gets
+        the same ones (every process must call it)."""
+        from llm_trainer.data.build import repeat_matching
+
+        trajectories, version = self.processes.on_main(
+            lambda: self._build_training_data(model, tokenizer)
+        )
+        return repeat_matching(trajectories, self.experiment.data.repeat, log=self.log), version
+
+    def _build_training_data(self, model: Any, tokenizer: Any) -> tuple[list[Any], str]:
+        """The ``data`` section's trajectories, stored; and their version."""
         from llm_trainer.core.config import to_dict
         from llm_trainer.core.store import Provenance
-        from llm_trainer.data.build import build_training_data, repeat_matching
+        from llm_trainer.data.build import build_training_data
 
         data = self.experiment.data
         trajectories = build_training_data(
@@ -527,7 +584,7 @@ class AlgorithmContext:
             ),
         )
         self.log(f"training data: {len(trajectories)} trajectories, version {version}")
-        return repeat_matching(trajectories, data.repeat, log=self.log), version
+        return trajectories, version
 
     def trainer_options(
         self, tokenizer: Any = None, *, task_template: str | None = None

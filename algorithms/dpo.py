@@ -274,6 +274,7 @@ class DPOAlgorithm(Algorithm):
     name = "dpo"
     config_class = DPOSettings
     sections = ("data",)
+    multi_process = True
 
     def run(self, context: AlgorithmContext) -> AlgorithmResult:
         settings: DPOSettings = self.config

@@ -21,6 +21,19 @@ AlgorithmContext.store_dataset`), the trained model (``trained_on`` its datasets
 Every run also runs inside :func:`~llm_trainer.experiments.tracking.track_run`: it is registered
 in the runs index (``OUTPUT_DIR/index.sqlite``, ``llm-trainer runs``) with its outcome, metrics
 and usage, keeps a ``status.json``, and logs an alert when it regressed past the noise floor.
+
+**Several processes.** Launched by ``torchrun`` or ``accelerate launch`` (``WORLD_SIZE`` > 1),
+it is still one run. Every process joins the process group first (gloo on CPU, NCCL on GPUs:
+see :mod:`llm_trainer.core.processes`); an algorithm that declares no ``multi_process``
+support is refused with a :class:`~llm_trainer.core.errors.ConfigError` before anything is
+written. The main process (rank 0) creates the run directory (and builds the tiny starting
+model into it) and shares its path; it alone indexes and tracks the run, records it in the
+knowledge graph, evaluates before and after training, saves ``final_model`` and writes
+``summary.json``, the learning curve and the trajectory store. Every process runs the
+algorithm, so TRL trains data-parallel on the same data (built once by the main process, see
+:meth:`~llm_trainer.algorithms.base.AlgorithmContext.training_data`). Every process returns
+the main process's summary (it has ``processes``: their number); the other processes log one
+line and are quiet after it.
 """
 
 from __future__ import annotations
@@ -33,6 +46,8 @@ from typing import Any, Literal
 from llm_trainer.algorithms.base import AlgorithmContext, AlgorithmResult
 from llm_trainer.algorithms.config import ExperimentConfig
 from llm_trainer.core.config import to_dict
+from llm_trainer.core.errors import ConfigError
+from llm_trainer.core.processes import Processes, launched
 from llm_trainer.core.rundir import RunDir, atomic_directory
 from llm_trainer.experiments.tracking import track_run
 
@@ -49,30 +64,106 @@ HEADLINE_METRICS = (
 
 
 def run_experiment(config: ExperimentConfig, *, log: Log = print) -> dict[str, Any]:
-    """Run ``config``; returns the summary (also written to ``summary.json``)."""
+    """Run ``config``; returns the summary (also written to ``summary.json``).
+
+    Under a multi-process launcher every process calls it and gets the main process's
+    summary (see the module docstring).
+
+    Raises:
+        ConfigError: in a multi-process launch, for an algorithm without ``multi_process``.
+    """
     start = time.perf_counter()
     algorithm = config.algorithm_class()(config.settings)
+    processes = _join(config, algorithm)
+    path = processes.on_main(lambda: _new_run(config, processes))
+    if not processes.is_main:
+        log(
+            f"process {processes.rank} of {processes.world_size}: training in {path} "
+            "(the main process writes it and reports the run)"
+        )
+        _run(config, algorithm, RunDir.follow(path), start, _quiet, processes)
+        summary: dict[str, Any] = processes.broadcast({})
+        return summary
+    run = RunDir(path)
+    log(f"run directory: {run.path}")
+    with track_run(config, run, log=log) as tracked:  # runs index, status.json, usage, alerts
+        summary = _run(config, algorithm, run, start, log, processes)
+        tracked.finish(summary)
+    return processes.broadcast(summary)
+
+
+def _quiet(message: str) -> None:
+    """The log of a non-main process (the main process reports the run)."""
+
+
+def _join(config: ExperimentConfig, algorithm: Any) -> Processes:
+    """This process's place in the run: alone, or in the process group a launcher's
+    environment asks for (joined here, before anything is written)."""
+    processes = launched()
+    if not processes.multi:
+        return processes
+    if not getattr(algorithm, "multi_process", False):
+        raise ConfigError(
+            f"algorithm {algorithm.name!r} does not train in several processes, and this is "
+            f"process {processes.rank} of {processes.world_size} (WORLD_SIZE={processes.world_size}"
+            " from torchrun or accelerate launch): run it in one process, or use an algorithm "
+            f"that does ({', '.join(_multi_process_algorithms())})"
+        )
+    from llm_trainer.algorithms.models import resolve_device
+
+    return processes.start(resolve_device(config.train.device))
+
+
+def _multi_process_algorithms() -> list[str]:
+    """The registered algorithms that train in several processes."""
+    from llm_trainer.algorithms.registry import algorithm_entries, get_algorithm
+
+    names = []
+    for name in sorted(algorithm_entries()):
+        try:
+            if getattr(get_algorithm(name), "multi_process", False):
+                names.append(name)
+        except Exception:  # a broken plug-in does not hide the others
+            continue
+    return names
+
+
+def _new_run(config: ExperimentConfig, processes: Processes) -> Path:
+    """The run directory (new, or the one to resume); in a multi-process run also the tiny
+    starting model in it, which every process then loads."""
     run = RunDir.create(
         config.output_dir, config.name, to_dict(config), config.seed, resume=config.resume
     )
-    log(f"run directory: {run.path}")
-    with track_run(config, run, log=log) as tracked:  # runs index, status.json, usage, alerts
-        summary = _run(config, algorithm, run, start, log)
-        tracked.finish(summary)
-    return summary
+    if processes.multi and config.model.path == "tiny":
+        model_dir = AlgorithmContext(config, run).model_dir
+        if not (model_dir / "config.json").exists():
+            from llm_trainer.agents.tinylm import create_tiny_model
+
+            create_tiny_model(model_dir, config.model.tiny, seed=config.seed)
+    return run.path
 
 
 def _run(
-    config: ExperimentConfig, algorithm: Any, run: RunDir, start: float, log: Log
+    config: ExperimentConfig,
+    algorithm: Any,
+    run: RunDir,
+    start: float,
+    log: Log,
+    processes: Processes,
 ) -> dict[str, Any]:
-    """The experiment in its run directory (see :func:`run_experiment`)."""
-    context = AlgorithmContext(config, run, log=log)
+    """The experiment in its run directory (see :func:`run_experiment`): in a non-main
+    process only the algorithm's run (its summary is empty)."""
+    context = AlgorithmContext(config, run, log=log, processes=processes)
     _record_experiment(context, algorithm.name, "running")
     before: dict[str, float] | None = None
-    if algorithm.produces_policy:
+    if algorithm.produces_policy and processes.is_main:
         before = _evaluate_start(context)
     result: AlgorithmResult = algorithm.run(context)
+    if not processes.is_main:
+        return {}
     summary: dict[str, Any] = {"algorithm": algorithm.name}
+    if processes.multi:
+        summary["processes"] = processes.world_size
     if algorithm.produces_policy:
         if result.model is None:
             raise RuntimeError(
@@ -178,6 +269,8 @@ def _record_results(
             dataset = f"dataset:{version}"
             batch.add_node(dataset, {"version": version})
             batch.add_edge(model, "trained_on", dataset, Training(algorithm, steps, experiment))
+        if summary.get("after") is None:  # a model that is not a policy (a reward model)
+            return
         scores = Evaluation(summary["after"], "after", ev.env_id, ev.difficulty, ev.episodes,
                             ev.first_seed)  # fmt: skip
         batch.add_edge(model, "evaluated_on", experiment, scores, key="after")

@@ -73,6 +73,7 @@ class ExpertIteration(Algorithm):
 
     name = "expert_iteration"
     config_class = ExpertIterationConfig
+    multi_process = True
 
     def run(self, context: AlgorithmContext) -> AlgorithmResult:
         from llm_trainer.algorithms.sft import SFTTrainer

@@ -48,6 +48,11 @@ checkpoints, run metrics, TensorBoard, LoRA); the mean shaped reward and success
 sampled episodes go to the run's ``metrics.jsonl`` as ``rewards/env_reward/mean`` and
 ``rewards/env_success/mean``. Sampling uses a private generator seeded from ``seed``, the
 optimizer step and the turn: two runs with one seed give the same losses on CPU.
+
+Data-parallel (``torchrun``/``accelerate launch``), each process plays the episodes of its share
+of the prompts, its generator seeded with its rank too (a group of ``num_generations`` episodes
+of one task may span processes, and must not draw the same samples twice). A curriculum is
+refused there: each process would move its own level.
 """
 
 from __future__ import annotations
@@ -537,12 +542,15 @@ class EnvRollout:
         temperature = self.temperature if self.temperature is not None else trainer.temperature
         model = trainer.accelerator.unwrap_model(trainer.model)
         level = self.curriculum.level if self.curriculum is not None else None
+        sampling: tuple[int, ...] = (self.seed, step, call)
+        if trainer.accelerator.num_processes > 1:  # one group may span processes: draw apart
+            sampling += (trainer.accelerator.process_index,)
         episodes = self.play(
             model,
             trainer.processing_class,
             seeds,
             temperature=float(temperature),
-            sampling_seed=(self.seed, step, call),
+            sampling_seed=sampling,
             # with a curriculum the env shows the task at its level, not the dataset's
             expected_prompts=tasks if self.curriculum is None else None,
         )
@@ -860,10 +868,16 @@ class GRPOAlgorithm(Algorithm):
     name = "grpo"
     config_class = GRPOSettings
     sections = ("reward",)
+    multi_process = True
 
     def run(self, context: AlgorithmContext) -> AlgorithmResult:
         g: GRPOSettings = self.config
         experiment = context.experiment
+        if g.curriculum is not None and context.processes.multi:
+            raise ConfigError(
+                "grpo.curriculum: not in a run of several processes (each process would move "
+                "its own level with its own episodes); run it in one process"
+            )
         model, tokenizer = context.load_model()
         level = "a curriculum" if g.curriculum is not None else f"difficulty {g.difficulty}"
         context.log(

@@ -12,6 +12,11 @@
   checkpoint for ``resume`` to pick up.
 * :class:`RunLogCallback`: mirrors the Trainer's logs into the run's ``metrics.jsonl`` and
   runs the held-out evaluation every N steps.
+
+Data-parallel (several processes, ``torchrun``/``accelerate launch``): TRL trains on every
+process; the main process alone logs metrics, writes TensorBoard events, runs the held-out
+evaluations during training and moves each checkpoint (written by all: the model and optimizer
+by the main process, each process its RNG state) into place.
 """
 
 from __future__ import annotations
@@ -119,31 +124,49 @@ class AtomicCheckpoints:
     staging folder, and the finished folder is renamed into place (an atomic ``rename`` on one
     filesystem). ``get_last_checkpoint`` only matches ``checkpoint-<digits>``, so a leftover
     staging folder from a killed run is ignored (and removed on the next save).
+
+    With several processes (data-parallel) they all write into one staging folder, which the
+    main process creates first and renames once every process has written its part.
     """
 
     args: TrainingArguments
     state: TrainerState
+    accelerator: Any
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         output_dir = self.args.output_dir
         assert output_dir is not None
-        os.makedirs(output_dir, exist_ok=True)
-        for stale in os.listdir(output_dir):
-            if stale.startswith(".staging-"):
-                shutil.rmtree(os.path.join(output_dir, stale), ignore_errors=True)
-        staging = tempfile.mkdtemp(dir=output_dir, prefix=".staging-")
+        name = f"checkpoint-{self.state.global_step}"
+        several = self.args.world_size > 1
+        main = self.args.process_index == 0
+        if main:
+            os.makedirs(output_dir, exist_ok=True)
+            for stale in os.listdir(output_dir):
+                if stale.startswith(".staging-"):
+                    shutil.rmtree(os.path.join(output_dir, stale), ignore_errors=True)
+        if several:  # one folder every process can name
+            staging = os.path.join(output_dir, f".staging-{name}")
+            if main:
+                os.makedirs(staging)
+            self.accelerator.wait_for_everyone()
+        else:
+            staging = tempfile.mkdtemp(dir=output_dir, prefix=".staging-")
         self.args.output_dir = staging
         try:
             super()._save_checkpoint(model, trial)  # type: ignore[misc]
         finally:
             self.args.output_dir = output_dir
-        name = f"checkpoint-{self.state.global_step}"
-        final = os.path.join(output_dir, name)
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        os.replace(os.path.join(staging, name), final)
-        shutil.rmtree(staging, ignore_errors=True)
-        _rotate(output_dir, self.args.save_total_limit)
+        if several:
+            self.accelerator.wait_for_everyone()  # every process's part is written
+        if main:
+            final = os.path.join(output_dir, name)
+            if os.path.exists(final):
+                shutil.rmtree(final)
+            os.replace(os.path.join(staging, name), final)
+            shutil.rmtree(staging, ignore_errors=True)
+            _rotate(output_dir, self.args.save_total_limit)
+        if several:
+            self.accelerator.wait_for_everyone()  # the checkpoint is in place for everyone
 
 
 def _rotate(output_dir: str, limit: int | None) -> None:
@@ -174,7 +197,11 @@ def last_checkpoint(output_dir: str) -> str | None:
 class RunLogCallback(TrainerCallback):
     """Mirror Trainer logs into ``metrics.jsonl``; evaluate every ``every_steps`` steps; show a
     progress bar (steps, loss) on stderr when it is a terminal (the Trainer's own printing of
-    log dicts to stdout is removed by :func:`train_with_trl`: stdout is for results)."""
+    log dicts to stdout is removed by :func:`train_with_trl`: stdout is for results).
+
+    Data-parallel, all of this happens in the main process only (the Trainer's logged loss is
+    already the mean over the processes); the others wait for its evaluations at their next
+    step."""
 
     def __init__(
         self,
@@ -196,6 +223,8 @@ class RunLogCallback(TrainerCallback):
 
         from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
+        if not state.is_world_process_zero:
+            return
         self._bar = tqdm(
             total=state.max_steps,
             initial=state.global_step,
@@ -220,7 +249,7 @@ class RunLogCallback(TrainerCallback):
         logs: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not logs:
+        if not logs or not state.is_world_process_zero:
             return
         clean = {
             f"{self.prefix}{k}": v
@@ -241,6 +270,7 @@ class RunLogCallback(TrainerCallback):
             self._bar.update(state.global_step - self._bar.n)
         if (
             self.evaluate is not None
+            and state.is_world_process_zero
             and self.every_steps
             and state.global_step % self.every_steps == 0
             and state.global_step < (state.max_steps or 0)
@@ -313,9 +343,11 @@ def train_with_trl(
     args = config_class(**{**training_kwargs(train, output_dir, seed), **dict(config_kwargs or {})})
     checkpoint = last_checkpoint(output_dir) if resume else None
     with torch_threads(train.threads), preserved_global_rngs():
+        # data-parallel: the main process alone writes TensorBoard events
+        board = [tensorboard_callback(str(run.tensorboard))] if args.process_index == 0 else []
         trainer = _Trainer(
             args=args,
-            callbacks=[callback, tensorboard_callback(str(run.tensorboard)), *callbacks],
+            callbacks=[callback, *board, *callbacks],
             **trainer_kwargs,
         )
         trainer.remove_callback(PrinterCallback)  # log dicts on stdout; RunLogCallback shows them

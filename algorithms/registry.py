@@ -203,8 +203,8 @@ def type_name(hint: Any) -> str:
 
 def describe_algorithms() -> list[Mapping[str, Any]]:
     """Every registered algorithm with its description and settings (for ``llm-trainer
-    algorithms``): name, reference, source, description, produces_policy, sections, and the
-    fields of its config class (name, type, default, help)."""
+    algorithms``): name, reference, source, description, produces_policy, multi_process,
+    sections, and the fields of its config class (name, type, default, help)."""
     import dataclasses
 
     from llm_trainer.core.config import field_docs, to_dict
@@ -223,6 +223,7 @@ def describe_algorithms() -> list[Mapping[str, Any]]:
                 "source": entry.source,
                 "description": cls.describe(),
                 "produces_policy": cls.produces_policy,
+                "multi_process": getattr(cls, "multi_process", False),
                 "sections": ["model", "train", "eval", *cls.sections],
                 "fields": [
                     {

@@ -570,6 +570,7 @@ class RewardModelAlgorithm(Algorithm):
     config_class = RewardModelSettings
     produces_policy = False
     sections = ("data",)
+    multi_process = True
 
     def run(self, context: AlgorithmContext) -> AlgorithmResult:
         """pairs -> held-out split -> ranking accuracy before -> train -> after -> save
@@ -614,12 +615,14 @@ class RewardModelAlgorithm(Algorithm):
         context.log(
             f"reward model: held-out ranking accuracy after {result.steps} steps {after:.3f}"
         )
-        final = trainer.save(
-            context.run.path / "reward_model",
-            ranking_accuracy=after,
-            train_pairs=len(train_pairs),
-            held_out_pairs=len(held_out),
-        )
+        final = context.run.path / "reward_model"
+        if context.processes.is_main:  # data-parallel: the main process saves it
+            trainer.save(
+                final,
+                ranking_accuracy=after,
+                train_pairs=len(train_pairs),
+                held_out_pairs=len(held_out),
+            )
         return AlgorithmResult(
             training=result,
             metrics={

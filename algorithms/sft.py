@@ -118,6 +118,7 @@ class SFTAlgorithm(Algorithm):
     name = "sft"
     config_class = SFTSettings
     sections = ("data",)
+    multi_process = True
 
     def run(self, context: AlgorithmContext) -> AlgorithmResult:
         settings: SFTSettings = self.config
@@ -164,35 +165,42 @@ def stop_on_success(
 ) -> Any:
     """A ``TrainerCallback`` that measures greedy success on ``seeds`` (``eval.env_id`` and
     ``eval.difficulty``) every ``every`` steps, logs it as ``validation/success`` and stops
-    training once it reaches ``threshold``."""
+    training once it reaches ``threshold``. Data-parallel, the main process measures and every
+    process stops with it."""
     from transformers import TrainerCallback
 
     from llm_trainer.algorithms.evaluation import evaluate_model
 
     ev = context.experiment.eval
 
+    def measure(model: Any, step: int) -> bool:
+        """Whether greedy validation success reached ``threshold`` (logged)."""
+        metrics, _ = evaluate_model(
+            model,
+            tokenizer,
+            ev.env_id,
+            seeds,
+            difficulty=ev.difficulty,
+            system_prompt=context.system_prompt,
+            max_new_tokens=ev.max_new_tokens,
+            batch_size=ev.batch_size,
+        )
+        context.run.log_metrics(step, {"validation/success": metrics["success"]})
+        if metrics["success"] < threshold:
+            return False
+        context.log(
+            f"validation success {metrics['success']:.1%} >= {threshold:.1%} at step {step}: "
+            "stopping"
+        )
+        return True
+
     class StopOnSuccess(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-            if state.global_step % every == 0:
-                metrics, _ = evaluate_model(
-                    kwargs["model"],
-                    tokenizer,
-                    ev.env_id,
-                    seeds,
-                    difficulty=ev.difficulty,
-                    system_prompt=context.system_prompt,
-                    max_new_tokens=ev.max_new_tokens,
-                    batch_size=ev.batch_size,
-                )
-                context.run.log_metrics(
-                    state.global_step, {"validation/success": metrics["success"]}
-                )
-                if metrics["success"] >= threshold:
-                    context.log(
-                        f"validation success {metrics['success']:.1%} >= {threshold:.1%} at "
-                        f"step {state.global_step}: stopping"
-                    )
-                    control.should_training_stop = True
+            step = state.global_step
+            if step % every == 0 and context.processes.on_main(
+                lambda: measure(kwargs["model"], step)
+            ):
+                control.should_training_stop = True
             return control
 
     return StopOnSuccess()

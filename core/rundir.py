@@ -190,11 +190,27 @@ def hardware() -> dict[str, Any]:
 
 
 class RunDir:
-    """A run's folder. Create with :meth:`create`; log with :meth:`log_metrics`."""
+    """A run's folder. Create with :meth:`create`; log with :meth:`log_metrics`.
+
+    In a run of several processes (``torchrun``, ``accelerate launch``) the main process
+    writes the folder; the others see it through :meth:`follow`.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.writes = True
+        """Whether :meth:`write_text`, :meth:`write_json`, :meth:`log_metrics` and
+        :meth:`plot_learning_curve` write (``False``: a follower's view)."""
+
+    @classmethod
+    def follow(cls, path: str | Path) -> RunDir:
+        """The run folder ``path`` as a non-main process of a multi-process run sees it: it
+        reads it, but :meth:`write_text`, :meth:`write_json`, :meth:`log_metrics` and
+        :meth:`plot_learning_curve` do nothing (the main process writes each file once)."""
+        run = cls(path)
+        run.writes = False
+        return run
 
     @classmethod
     def create(
@@ -282,6 +298,8 @@ class RunDir:
         return self.path / "tensorboard"
 
     def write_text(self, name: str, text: str) -> Path:
+        if not self.writes:
+            return self.path / name
         return atomic_write(self.path / name, text.encode())
 
     def write_json(self, name: str, data: Any) -> Path:
@@ -289,6 +307,8 @@ class RunDir:
 
     def log_metrics(self, step: int, metrics: Mapping[str, float | int | str | None]) -> None:
         """Append one point to metrics.jsonl (one line, flushed)."""
+        if not self.writes:
+            return
         record = {"step": step, "time": round(time.time(), 3), **metrics}
         with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
@@ -302,6 +322,8 @@ class RunDir:
 
     def plot_learning_curve(self, filename: str = "learning_curve.png") -> Path | None:
         """Training loss and held-out success over steps, from metrics.jsonl."""
+        if not self.writes:
+            return None
         points = self.metrics()
         losses = [(p["step"], p["loss"]) for p in points if p.get("loss") is not None]
         evals = [
