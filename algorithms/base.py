@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from llm_trainer.core.rundir import RunDir
     from llm_trainer.core.store import DatasetInfo, Provenance, TrajectoryStore
     from llm_trainer.core.trajectory import Trajectory
+    from llm_trainer.distributed import Executor
 
 Log = Callable[[str], None]
 
@@ -230,6 +231,8 @@ class AlgorithmContext:
         self._knowledge: KnowledgeGraph | None = None
         self._starting_model: str | None = None
         self._stored: list[str] = []
+        self._executor: Executor | None = None
+        self._played_here: str | None = None
 
     # -- shared sections --------------------------------------------------------------------
 
@@ -312,23 +315,72 @@ class AlgorithmContext:
         env_kwargs: Mapping[str, Any] | None = None,
     ) -> list[Trajectory]:
         """One episode per seed through the episode engine (lockstep, batched generation,
-        token-faithful records; a failed episode carries its ``error``).
+        token-faithful records; a failed episode carries its ``error``), in seed order.
+
+        With the experiment's ``ray: {address: ...}`` set (and ``"ray"`` in the algorithm's
+        ``sections``), an LLM agent from :meth:`agent` is shipped to the cluster and the
+        episodes are played there in chunks of at most ``num_envs`` seeds (see
+        :mod:`llm_trainer.algorithms.remote_rollout`: the run directory must be on storage
+        every node reads); another policy is played here, with one log line.
 
         In a multi-process run the main process plays them and every process gets its
         episodes (every process must call it)."""
         from llm_trainer.algorithms.rollout import collect
 
-        return self.processes.on_main(
-            lambda: collect(
+        batch = num_envs or self.experiment.eval.batch_size
+
+        def play() -> list[Trajectory]:
+            executor = self._rollout_executor(policy)
+            if executor is not None:
+                from llm_trainer.algorithms.remote_rollout import collect_on
+
+                return collect_on(
+                    executor,
+                    policy,
+                    self.run.path,
+                    env_id,
+                    seeds,
+                    num_envs=batch,
+                    difficulty=difficulty,
+                    env_kwargs=env_kwargs,
+                    source=source,
+                )
+            return collect(
                 env_id,
                 lambda envs: policy,
                 seeds,
-                num_envs=num_envs or self.experiment.eval.batch_size,
+                num_envs=batch,
                 difficulty=difficulty,
                 env_kwargs=env_kwargs,
                 source=source,
             )
-        )
+
+        return self.processes.on_main(play)
+
+    def _rollout_executor(self, policy: Policy) -> Executor | None:
+        """The Ray executor :meth:`collect` plays ``policy`` on, or ``None``: no
+        ``ray.address``, or a policy that cannot be shipped (logged once)."""
+        if self.experiment.ray.address is None:
+            return None
+        from llm_trainer.algorithms.remote_rollout import unshippable
+
+        why = unshippable(policy)
+        if why is not None:
+            if self._played_here is None:
+                self._played_here = why
+                self.log(f"ray.address: {why}, so its episodes are played here, not on Ray")
+            return None
+        if self._executor is None:
+            from llm_trainer.distributed import ray_executor
+
+            self._executor = ray_executor(self.experiment.ray)
+        return self._executor
+
+    def close(self) -> None:
+        """Release what the context holds (its connection to a Ray cluster; idempotent)."""
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
 
     def collect_tasks(
         self,

@@ -158,7 +158,10 @@ def _run(
     before: dict[str, float] | None = None
     if algorithm.produces_policy and processes.is_main:
         before = _evaluate_start(context)
-    result: AlgorithmResult = algorithm.run(context)
+    try:
+        result: AlgorithmResult = algorithm.run(context)
+    finally:
+        context.close()  # its connection to a Ray cluster, if it made one
     if not processes.is_main:
         return {}
     summary: dict[str, Any] = {"algorithm": algorithm.name}

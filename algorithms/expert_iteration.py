@@ -74,6 +74,7 @@ class ExpertIteration(Algorithm):
     name = "expert_iteration"
     config_class = ExpertIterationConfig
     multi_process = True
+    sections = ("ray",)  # ray.address: the episodes sampled on Ray (remote_rollout)
 
     def run(self, context: AlgorithmContext) -> AlgorithmResult:
         from llm_trainer.algorithms.sft import SFTTrainer
