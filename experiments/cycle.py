@@ -614,6 +614,11 @@ class Cycle:
             base = np.concatenate([np.asarray(v) for v in previous[index]["values"]])
             compared = paired_compare(pooled, base, strata, confidence=c.confidence, seed=c.seed)
             summary[label] = compared.as_dict()
+        if round_ > 0:
+            base_means = previous[0]["success_per_member"]
+            gains = [float(v.mean()) - b for v, b in zip(values, base_means, strict=True)]
+            summary["gain_per_member"] = gains
+            summary["member_interval"] = _t_interval(gains, c.confidence)
         regression = summary.get("vs_previous")
         if regression is not None and regression["ci_high"] < 0:
             self.log(
@@ -654,6 +659,12 @@ class Cycle:
                 f"[{gain['ci_low']:+.3f}, {gain['ci_high']:+.3f}] includes 0 "
                 f"(p = {gain['p_value']:.2g})"
             )
+        members = last.get("member_interval")
+        if members is not None:
+            verdict += (
+                f"; over the {c.population} lineages {members['mean']:+.3f} "
+                f"[{members['ci_low']:+.3f}, {members['ci_high']:+.3f}] (t-interval)"
+            )
         return {
             "cycle": c.name,
             "directory": str(self.directory),
@@ -688,6 +699,22 @@ class Cycle:
         )
         atomic_write(self.directory / "rounds.md", round_table(report).encode())
         plot_rounds(report["rounds"], self.directory / "rounds.png", self.config)
+
+
+def _t_interval(values: Sequence[float], confidence: float) -> dict[str, float] | None:
+    """Mean and t-interval over lineages (each member's gain: the training seed as the unit);
+    ``None`` for fewer than two members or without scipy."""
+    if len(values) < 2:
+        return None
+    try:
+        from scipy import stats  # type: ignore[import-untyped]  # the bench extra
+    except ImportError:
+        return None
+    mean = float(np.mean(values))
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1)) * float(
+        np.std(values, ddof=1) / np.sqrt(len(values))
+    )
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half}
 
 
 def _chosen_prompt(agent_dir: Any) -> str | None:

@@ -102,6 +102,12 @@ def test_a_cycle_from_the_weak_agent_benchmarks_every_round_and_records_the_line
         assert gain["ci_low"] <= gain["difference"] <= gain["ci_high"]
         assert 0.0 < gain["p_value"] <= 1.0
     assert report["verdict"].startswith(("round 2 beats", "no gain shown", "round 2 is WORSE"))
+    gains = rounds[2]["gain_per_member"]
+    after, before = rounds[2]["success_per_member"], rounds[0]["success_per_member"]
+    assert gains == pytest.approx([a - b for a, b in zip(after, before, strict=True)])
+    members = rounds[2]["member_interval"]
+    assert members["ci_low"] <= sum(gains) / 2 <= members["ci_high"]
+    assert "over the 2 lineages" in report["verdict"]
     print(f"cycle: {report['verdict']}")
     directory = Path(report["directory"])
     assert "| 2 | expert_iteration |" in (directory / "rounds.md").read_text()
