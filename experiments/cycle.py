@@ -70,9 +70,10 @@ CYCLE_KEYS = (
     "stages",
     "benchmark",
     "confidence",
+    "parallel",
 )
 #: Keys of a stage that are not experiment fields.
-STAGE_KEYS = ("algorithm", "per_round")
+STAGE_KEYS = ("algorithm", "per_round", "resources")
 STATE_VERSION = 1
 
 
@@ -90,6 +91,10 @@ class StageSpec:
     per_round: Mapping[str, int] = field(default_factory=dict)
     """Dotted fields moved by ``step x (round - 1)`` in round ``round`` (e.g. the first
     training seed, so each round sees new tasks)."""
+    resources: Any = None
+    """The CPU cores and GPUs the stage runs on (``{cpus: N, gpus: M}``: a
+    :class:`~llm_trainer.experiments.scheduler.Slots`); ``None``: the machine's cores shared
+    out among ``parallel`` members, no GPU."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,10 @@ class CycleConfig:
     stages: tuple[StageSpec, ...]
     benchmark: BenchmarkSpec
     confidence: float = 0.95
+    parallel: int = 1
+    """Members whose stages run at once, each stage in a process of its own holding the
+    slots the :class:`~llm_trainer.experiments.scheduler.ResourceScheduler` gave it (1, with
+    no stage ``resources``: every stage runs in this process, one after another)."""
 
     @property
     def directory(self) -> Path:
@@ -140,6 +149,7 @@ class CycleConfig:
                     "algorithm": s.algorithm,
                     **copy.deepcopy(dict(s.settings)),
                     **({"per_round": dict(s.per_round)} if s.per_round else {}),
+                    **({"resources": to_dict(s.resources)} if s.resources is not None else {}),
                 }
                 for s in specs
             }
@@ -152,6 +162,7 @@ class CycleConfig:
             "output_dir": self.output_dir,
             "knowledge_path": self.knowledge_path,
             "confidence": self.confidence,
+            "parallel": self.parallel,
             **copy.deepcopy(dict(self.shared)),
             "bootstrap": stages(self.bootstrap),
             "stages": stages(self.stages),
@@ -159,10 +170,11 @@ class CycleConfig:
         }
 
     def digest(self) -> str:
-        """What must not change for a resumed cycle to continue: everything but ``rounds``
-        (a finished cycle run again with more rounds goes on from its last one)."""
+        """What must not change for a resumed cycle to continue: everything but ``rounds`` (a
+        finished cycle run again with more rounds goes on from its last one) and
+        ``parallel``."""
         data = self.to_dict()
-        del data["rounds"]
+        del data["rounds"], data["parallel"]  # how many at once does not change the work
         text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -195,11 +207,22 @@ def _stages(raw: Any, key: str) -> tuple[StageSpec, ...]:
             for k, v in per_round.items()
         ):
             raise ConfigError(f"{where}.per_round: must map dotted fields to integer steps")
+        resources = body.get("resources")
+        if resources is not None:
+            from llm_trainer.core.config import build
+            from llm_trainer.experiments.scheduler import Slots
+
+            if not isinstance(resources, Mapping):
+                raise ConfigError(f"{where}.resources: must be a mapping (cpus: N, gpus: M)")
+            try:
+                resources = build(Slots, resources, f"{where}.resources")
+            except ConfigError as exc:
+                raise ConfigError(f"{where}.resources: {exc}") from None
         settings = {k: v for k, v in body.items() if k not in STAGE_KEYS}
         for reserved in ("name", "seed", "output_dir", "resume", "knowledge_path"):
             if reserved in settings:
                 raise ConfigError(f"{where}.{reserved}: set by the cycle, not by a stage")
-        specs.append(StageSpec(label, body["algorithm"], settings, dict(per_round)))
+        specs.append(StageSpec(label, body["algorithm"], settings, dict(per_round), resources))
     return tuple(specs)
 
 
@@ -259,6 +282,7 @@ def cycle_from_dict(data: Mapping[str, Any], source: str = "") -> CycleConfig:
             stages=_stages(data.get("stages"), "stages"),
             benchmark=_benchmark(data.get("benchmark")),
             confidence=confidence,
+            parallel=_int(data, "parallel", 1, 1),
         )
         if not config.stages:
             raise ConfigError("stages: a cycle needs at least one stage per round")
@@ -389,6 +413,9 @@ class CycleState:
     after each piece of work."""
 
     def __init__(self, path: Path, digest: str, *, fresh: bool) -> None:
+        import threading
+
+        self._lock = threading.Lock()
         self.path = path
         self.data: dict[str, Any] = {"version": STATE_VERSION, "digest": digest, "done": {}}
         if path.exists() and not fresh:
@@ -408,8 +435,9 @@ class CycleState:
         return dict(value) if value is not None else None
 
     def put(self, key: str, value: Mapping[str, Any]) -> None:
-        self.data["done"][key] = dict(value)
-        self._write()
+        with self._lock:  # members' stages finish in threads of their own
+            self.data["done"][key] = dict(value)
+            self._write()
 
     def _write(self) -> None:
         text = json.dumps(self.data, indent=2, default=str) + "\n"
@@ -447,6 +475,19 @@ class Cycle:
             _yaml(config.to_dict()).encode(),
         )
         self.suite = benchmark_suite(config)
+        self.scheduler = self._scheduler()
+
+    def _scheduler(self) -> Any:
+        """The scheduler of the stages' slots when stages run in processes of their own
+        (``parallel`` > 1 or a stage with ``resources``); ``None`` otherwise."""
+        c = self.config
+        stages = (*c.bootstrap, *c.stages)
+        if c.parallel == 1 and all(s.resources is None for s in stages):
+            return None
+        from llm_trainer.experiments.scheduler import ResourceScheduler, Slots, available_cpus
+
+        share = Slots(cpus=max(1, len(available_cpus()) // c.parallel))
+        return ResourceScheduler(stages={s.label: s.resources or share for s in stages})
 
     @property
     def cycle_id(self) -> str:
@@ -467,9 +508,7 @@ class Cycle:
                 for round_ in range(c.rounds + 1):
                     stages = c.bootstrap if round_ == 0 else c.stages
                     with monitor.stage(f"round_{round_}"):
-                        for k, member in enumerate(members):
-                            for stage in stages:
-                                self._stage(stage, round_, k, member)
+                        self._members_round(round_, stages, members)
                         results = [self._benchmark(round_, k, m) for k, m in enumerate(members)]
                     rounds.append(self._round_summary(round_, results, rounds))
                     monitor.step(round_, {"success": rounds[-1]["success"]["mean"]})
@@ -481,6 +520,26 @@ class Cycle:
         return self._report(rounds)
 
     # -- one stage -------------------------------------------------------------------------
+
+    def _members_round(
+        self, round_: int, stages: Sequence[StageSpec], members: Sequence[Member]
+    ) -> None:
+        """Every member through ``stages``: one after another, or ``parallel`` at once (each
+        member's stages in order, in a thread that runs them as processes)."""
+
+        def advance(k: int) -> None:
+            for stage in stages:
+                self._stage(stage, round_, k, members[k])
+
+        if self.config.parallel == 1:
+            for k in range(len(members)):
+                advance(k)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.config.parallel, thread_name_prefix="cycle-member") as pool:
+            for future in [pool.submit(advance, k) for k in range(len(members))]:
+                future.result()  # the first failure is raised (the others finish first)
 
     def _stage(self, stage: StageSpec, round_: int, k: int, member: Member) -> None:
         from llm_trainer.algorithms.experiment import run_experiment
@@ -506,17 +565,12 @@ class Cycle:
                 self.log(f"[{key}] continuing its interrupted run")
             experiment = dataclasses.replace(experiment, resume=resume)
             self.log(f"[{key}] {stage.algorithm} from {member.model_path}")
-            summary = run_experiment(experiment, log=lambda m: self.log(f"[{key}] {m}"))
-            done = {
-                "algorithm": summary.get("algorithm"),
-                "run_dir": summary.get("run_dir"),
-                "model_dir": summary.get("model_dir"),
-                "task_template": summary.get("task_template"),
-                "success_before": summary.get("success_before"),
-                "success_after": summary.get("success_after"),
-                "wall_seconds": summary.get("wall_seconds"),
-                "system_prompt": _chosen_prompt(summary.get("best_agent")),
-            }
+            if self.scheduler is None:
+                done = stage_record(
+                    run_experiment(experiment, log=lambda m: self.log(f"[{key}] {m}"))
+                )
+            else:
+                done = self._stage_in_process(stage, key, experiment)
             self.state.put(key, done)
         if done.get("model_dir"):
             member.model_path = str(done["model_dir"])
@@ -524,6 +578,26 @@ class Cycle:
         if done.get("system_prompt") is not None:
             member.system_prompt = done["system_prompt"]
             self.log(f"[{key}] later stages and the benchmark use the system prompt it chose")
+
+    def _stage_in_process(self, stage: StageSpec, key: str, experiment: Any) -> dict[str, Any]:
+        """Run ``experiment`` in a fresh process confined to the slots of ``stage`` (held
+        until it ends); its record."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from llm_trainer.experiments.sweep import apply_allocation
+
+        with self.scheduler.slots(stage.label) as allocation:
+            self.log(f"[{key}] on cores {list(allocation.cpus)}, GPUs {list(allocation.gpus)}")
+            with ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=apply_allocation,
+                initargs=(allocation,),
+            ) as pool:
+                return pool.submit(
+                    run_stage, experiment.to_dict(), self.cycle_id, f"[{key}]"
+                ).result()
 
     # -- benchmark -------------------------------------------------------------------------
 
@@ -699,6 +773,34 @@ class Cycle:
         )
         atomic_write(self.directory / "rounds.md", round_table(report).encode())
         plot_rounds(report["rounds"], self.directory / "rounds.png", self.config)
+
+
+def stage_record(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``state.json`` keeps of a finished stage's summary."""
+    return {
+        "algorithm": summary.get("algorithm"),
+        "run_dir": summary.get("run_dir"),
+        "model_dir": summary.get("model_dir"),
+        "task_template": summary.get("task_template"),
+        "success_before": summary.get("success_before"),
+        "success_after": summary.get("success_after"),
+        "wall_seconds": summary.get("wall_seconds"),
+        "system_prompt": _chosen_prompt(summary.get("best_agent")),
+    }
+
+
+def run_stage(experiment: Mapping[str, Any], cycle_id: str, prefix: str) -> dict[str, Any]:
+    """Run one stage's experiment (in a worker process) labelled with its cycle; its
+    record. Progress lines go to this process's stdout, prefixed."""
+    from llm_trainer.algorithms.config import experiment_from_dict
+    from llm_trainer.algorithms.experiment import run_experiment
+    from llm_trainer.experiments.index import run_labels
+
+    with run_labels(cycle_id=cycle_id):
+        summary = run_experiment(
+            experiment_from_dict(experiment), log=lambda m: print(f"{prefix} {m}", flush=True)
+        )
+    return stage_record(summary)
 
 
 def _t_interval(values: Sequence[float], confidence: float) -> dict[str, float] | None:

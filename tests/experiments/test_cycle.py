@@ -44,6 +44,8 @@ def test_the_default_cycle_file_is_valid_and_every_stage_is_checked_up_front() -
         ("benchmark.envs=[LLMTrainer/Calculatr-v0]", "unknown env id"),
         ("benchmark.episodes_per_cell=7", "multiple of the number of seeds"),
         ("benchmark.sample=3", "benchmark.sample: unknown field"),
+        ("stages.expert_iteration.resources={cpus: 0}", "resources"),
+        ("parallel=0", "parallel: must be an integer >= 1"),
     ],
 )
 def test_a_bad_cycle_fails_before_any_work_naming_the_field(override: str, message: str) -> None:
@@ -213,3 +215,34 @@ def test_an_evolved_system_prompt_carries_into_the_next_stage_and_the_benchmark(
     agent = json.loads((cycle.directory / "round_1" / "agent_m0" / "llm_agent.json").read_text())
     assert agent["config"]["system_prompt"] == chosen
     assert report["rounds"][1]["stages"] == ["evolve", "expert_iteration"]
+
+
+def test_a_stage_asking_for_more_cores_than_the_machine_has_fails_at_once(tmp_path: Path) -> None:
+    config = load_cycle(
+        CONFIG, [f"output_dir={tmp_path}", "stages.expert_iteration.resources={cpus: 4096}"]
+    )
+    with pytest.raises(ConfigError, match="4096"):
+        Cycle(config, log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_members_run_their_stages_at_once_in_processes_holding_their_own_cores(
+    weak_calculator_agent: Path, tmp_path: Path
+) -> None:
+    from llm_trainer.experiments.index import ExperimentManager
+
+    overrides = _small(weak_calculator_agent, tmp_path, rounds="1", population="2", parallel="2")
+    config = load_cycle(CONFIG, [*overrides, "stages.expert_iteration.resources={cpus: 1}"])
+    lines: list[str] = []
+    report = Cycle(config, log=lines.append).run()
+    assert [r["round"] for r in report["rounds"]] == [0, 1]
+    assert len(report["rounds"][1]["success_per_member"]) == 2
+    pinned = [line for line in lines if "on cores" in line]
+    assert len(pinned) == 2  # one per member, one core each
+    assert all(line.endswith("GPUs []") for line in pinned)
+    runs = ExperimentManager(tmp_path / "index.sqlite").runs()
+    assert len(runs) == 2
+    assert all(r.status == "finished" for r in runs)
+    pids = {r.pid for r in runs}
+    assert len(pids) == 2  # each stage in a process of its own...
+    assert os.getpid() not in pids  # ...not this one
