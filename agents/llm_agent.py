@@ -485,8 +485,7 @@ class LLMAgent:
                 memory_path=memory_path,
                 knowledge_path=knowledge_path,
             )
-            document = {"format": FORMAT_VERSION, "config": config.to_dict()}
-            (tmp / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n")
+            (tmp / CONFIG_FILE).write_bytes(_agent_document(config))
 
         return atomic_directory(Path(path).resolve(), write)
 
@@ -760,8 +759,26 @@ def save_agent_config(model_dir: str | Path, config: LLMAgentConfig) -> Path:
             f"in place (got backend {config.backend!r}, memory_path {config.memory_path!r})"
         )
     config = replace(config, backend=f"{spec.kind}:.")
-    document = {"format": FORMAT_VERSION, "config": config.to_dict()}
-    return atomic_write(Path(model_dir) / CONFIG_FILE, json.dumps(document, indent=2).encode())
+    return atomic_write(Path(model_dir) / CONFIG_FILE, _agent_document(config))
+
+
+def _agent_document(config: LLMAgentConfig) -> bytes:
+    """The agent file (``llm_agent.json``) of ``config``."""
+    return (
+        json.dumps({"format": FORMAT_VERSION, "config": config.to_dict()}, indent=2) + "\n"
+    ).encode()
+
+
+def save_agent_pointer(path: str | Path, config: LLMAgentConfig) -> Path:
+    """Save ``config`` as an agent directory without a copy of the model (only its agent
+    file: a local backend names the model directory by its absolute path), written
+    atomically; :meth:`LLMAgent.load` and an agent spec naming ``path`` run it. Returns the
+    directory."""
+
+    def write(tmp: Path) -> None:
+        (tmp / CONFIG_FILE).write_bytes(_agent_document(config))
+
+    return atomic_directory(Path(path), write)
 
 
 def saved_task_template(model_dir: str | Path) -> str | None:
@@ -794,6 +811,7 @@ __all__ = [
     "is_saved_agent",
     "render_task",
     "save_agent_config",
+    "save_agent_pointer",
     "saved_model_dir",
     "saved_task_template",
     "shared_backend",

@@ -40,6 +40,22 @@ def short_repr(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
+def check_int_in(env_name: str, name: str, value: Any, low: int, high: int) -> int:
+    """``value`` if it is an int (not a bool) in ``[low, high]``, else a :class:`ConfigError`
+    naming the env and the argument.
+
+    >>> check_int_in("Env-v0", "max_cycles", 0, 1, 8)
+    Traceback (most recent call last):
+    ...
+    llm_trainer.core.errors.ConfigError: Env-v0: max_cycles must be an int in [1, 8], got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(
+            f"{env_name}: {name} must be an int in [{low}, {high}], got {short_repr(value)}"
+        )
+    return value
+
+
 def invalid_action_observation(reason: str) -> str:
     """The observation after a malformed action: the rule it broke and what to send instead."""
     return (

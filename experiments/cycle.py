@@ -604,7 +604,7 @@ class Cycle:
     def _agent_dir(self, round_: int, k: int, member: Member) -> Path:
         """A saved agent running ``member``'s model greedily with the cycle's prompting."""
         from llm_trainer.agents.backends.base import SamplingConfig
-        from llm_trainer.agents.llm_agent import CONFIG_FILE, FORMAT_VERSION, LLMAgentConfig
+        from llm_trainer.agents.llm_agent import LLMAgentConfig, save_agent_pointer
 
         model = Path(member.model_path)
         if member.model_path == "tiny" or not (model / "config.json").is_file():
@@ -624,10 +624,7 @@ class Cycle:
             sampling=SamplingConfig(temperature=0.0, max_new_tokens=tokens, seed=0),
             task_template=member.task_template,
         )
-        directory = self.directory / f"round_{round_}" / f"agent_m{k}"
-        document = {"format": FORMAT_VERSION, "config": agent.to_dict()}
-        atomic_write(directory / CONFIG_FILE, (json.dumps(document, indent=2) + "\n").encode())
-        return directory
+        return save_agent_pointer(self.directory / f"round_{round_}" / f"agent_m{k}", agent)
 
     def _benchmark(self, round_: int, k: int, member: Member) -> Any:
         from llm_trainer.benchmarks.results import load_result

@@ -15,9 +15,7 @@ held-out seeds of the ``eval`` section, the knowledge graph), runs it (resuming 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from llm_trainer.algorithms.base import Algorithm, AlgorithmContext, AlgorithmResult
 from llm_trainer.algorithms.config import EvalConfig
@@ -31,7 +29,7 @@ from llm_trainer.algorithms.evolution.fitness import (
 from llm_trainer.algorithms.evolution.genealogy import GenealogyRecorder, draw_family_tree
 from llm_trainer.algorithms.evolution.genome import Genome
 from llm_trainer.core.errors import ConfigError
-from llm_trainer.core.rundir import atomic_directory, atomic_write
+from llm_trainer.core.rundir import atomic_write
 from llm_trainer.distributed import ray_executor
 
 
@@ -158,12 +156,6 @@ class EvolutionAlgorithm(Algorithm):
 def save_best_agent(path: Path, spec: EvaluationSpec, genome: Genome) -> Path:
     """Save the agent that plays ``genome`` as ``spec`` does (an LLM agent's directory without
     a copy of the model: its backend names the model directory by its absolute path)."""
-    from llm_trainer.agents.llm_agent import CONFIG_FILE, FORMAT_VERSION
+    from llm_trainer.agents.llm_agent import save_agent_pointer
 
-    config = agent_config(spec, genome)
-    document: dict[str, Any] = {"format": FORMAT_VERSION, "config": config.to_dict()}
-
-    def write(tmp: Path) -> None:
-        (tmp / CONFIG_FILE).write_text(json.dumps(document, indent=2) + "\n")
-
-    return atomic_directory(path, write)
+    return save_agent_pointer(path, agent_config(spec, genome))

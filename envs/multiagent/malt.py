@@ -24,6 +24,7 @@ from llm_trainer.envs.common import (
     INVALID_ACTION_PENALTY,
     RENDER_MODES,
     check_difficulty,
+    check_int_in,
     check_text_env_arguments,
     difficulty_from_options,
     registered_ids,
@@ -345,15 +346,7 @@ class MALTEnv(AECEnv[str, str, str]):
         self.family_name = family
         self.difficulty = self.check_difficulty(difficulty)
         check_text_env_arguments(self.env_name, render_mode, max_text_length)
-        if (
-            isinstance(max_cycles, bool)
-            or not isinstance(max_cycles, int)
-            or not 1 <= max_cycles <= MAX_CYCLES
-        ):
-            raise ConfigError(
-                f"{self.env_name}: max_cycles must be an int in [1, {MAX_CYCLES}], "
-                f"got {short_repr(max_cycles)}"
-            )
+        check_int_in(self.env_name, "max_cycles", max_cycles, 1, MAX_CYCLES)
         family_cls = MALT_FAMILIES[family]
         try:
             self.family: ProblemFamily[Any] = family_cls(

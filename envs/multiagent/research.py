@@ -31,6 +31,7 @@ from llm_trainer.core.records import FrozenDict, freeze, to_plain
 from llm_trainer.envs.common import (
     INVALID_ACTION_PENALTY,
     RENDER_MODES,
+    check_int_in,
     check_text_env_arguments,
     registered_ids,
     short_repr,
@@ -540,14 +541,14 @@ class ResearchSprintEnv(AECEnv[str, str, str]):
         if not goal_kinds:
             raise ConfigError(f"{name}: goal_kinds is empty; kinds: {', '.join(GOAL_KINDS)}")
         self.goal_kinds = tuple(goal_kinds)
-        self.discussion_rounds = _check_int(name, "discussion_rounds", discussion_rounds, 1, 5)
-        self.implementation_turns = _check_int(
+        self.discussion_rounds = check_int_in(name, "discussion_rounds", discussion_rounds, 1, 5)
+        self.implementation_turns = check_int_in(
             name, "implementation_turns", implementation_turns, 1, 5
         )
-        self.reproduction_seeds = _check_int(
+        self.reproduction_seeds = check_int_in(
             name, "reproduction_seeds", reproduction_seeds, 1, MAX_REPRODUCTION_SEEDS
         )
-        self.memory_k = _check_int(name, "memory_k", memory_k, 0, 10)
+        self.memory_k = check_int_in(name, "memory_k", memory_k, 0, 10)
         if (
             isinstance(timeout_s, bool)
             or not isinstance(timeout_s, int | float)
@@ -1112,9 +1113,3 @@ class ResearchSprintEnv(AECEnv[str, str, str]):
 
 def _four(values: list[Any]) -> tuple[Any, Any, Any, Any]:
     return (values[0], values[1], values[2], values[3])
-
-
-def _check_int(name: str, what: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{name}: {what} must be an int in [{low}, {high}], got {value!r}")
-    return value

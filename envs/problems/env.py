@@ -18,6 +18,7 @@ from llm_trainer.envs.common import (
     INVALID_ACTION_PENALTY,
     RENDER_MODES,
     check_difficulty,
+    check_int_in,
     check_text_env_arguments,
     difficulty_from_options,
     invalid_action_observation,
@@ -230,15 +231,7 @@ class ProblemEnv(gym.Env[str, str]):
         self.family_name = family_cls.name
         self.difficulty = self.check_difficulty(difficulty)
         check_text_env_arguments(self.env_name, render_mode, max_text_length)
-        if (
-            isinstance(max_revisions, bool)
-            or not isinstance(max_revisions, int)
-            or not 0 <= max_revisions <= MAX_REVISIONS
-        ):
-            raise ConfigError(
-                f"{self.env_name}: max_revisions must be an int in [0, {MAX_REVISIONS}], "
-                f"got {short_repr(max_revisions)}"
-            )
+        check_int_in(self.env_name, "max_revisions", max_revisions, 0, MAX_REVISIONS)
         if weights is not None and not isinstance(weights, Mapping):
             raise ConfigError(f"{self.env_name}: weights must be a mapping of criteria to numbers")
         try:

@@ -15,7 +15,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,24 +38,6 @@ from llm_trainer.tests.experiments.tiny import CONFIG, TINY, set_flags
 runner = CliRunner()
 KNAPSACK = CONFIG.parent / "evolve_knapsack.yaml"
 GRID = ("train.learning_rate=1e-3,2e-2",)
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[str]:
-    """A real local Ray cluster of 2 CPUs, this process its driver (``ray.init()``: what
-    ``--ray local`` starts; the one tests/distributed started, when they ran first); its
-    address."""
-    ray = pytest.importorskip("ray", reason="the ray extra: pip install 'llm-trainer[ray]'")
-    if ray.is_initialized():
-        yield str(ray.get_runtime_context().gcs_address)
-        return
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-        try:
-            yield str(ray.get_runtime_context().gcs_address)
-        finally:
-            ray.shutdown()
 
 
 def _manager(out: Path) -> ConfigManager:

@@ -12,13 +12,12 @@ from typing import Any, NamedTuple, SupportsFloat
 import gymnasium as gym
 from gymnasium.error import ResetNeeded
 
-from llm_trainer.core.errors import ConfigError
 from llm_trainer.core.records import FrozenDict, ToolCall
 from llm_trainer.envs.common import (
     INVALID_ACTION_PENALTY,
+    check_int_in,
     difficulty_from_options,
     registered_ids,
-    short_repr,
 )
 from llm_trainer.envs.problems.decompose.graph import (
     MAX_SUBPROBLEMS,
@@ -254,16 +253,9 @@ class DecomposeEnv(ProblemEnv):
             render_mode=render_mode,
             max_text_length=max_text_length,
         )
-        if (
-            isinstance(max_subproblems, bool)
-            or not isinstance(max_subproblems, int)
-            or not 1 <= max_subproblems <= MAX_SUBPROBLEMS_LIMIT
-        ):
-            raise ConfigError(
-                f"{self.env_name}: max_subproblems must be an int in [1, "
-                f"{MAX_SUBPROBLEMS_LIMIT}], got {short_repr(max_subproblems)}"
-            )
-        self.max_subproblems = max_subproblems
+        self.max_subproblems = check_int_in(
+            self.env_name, "max_subproblems", max_subproblems, 1, MAX_SUBPROBLEMS_LIMIT
+        )
         self._system_prompt = _system_prompt(max_subproblems, max_revisions)
         self._state: DecomposeEpisode | None = None
 
