@@ -53,6 +53,13 @@ every model), ``success.png`` (success vs ratio per method, one panel per data s
 with 95% intervals) and ``failure_modes.png`` (before: the starting model; after: each method
 at ``--chart-ratio`` and the largest data size).
 
+A killed or extended study resumes: each finished cell is recorded (atomically) beside its run
+directory as ``seed<s>/n<n>/<method>_r<r>.json`` with a fingerprint of the settings and of the
+exact positives and negatives it trained on; a rerun into the same ``--out`` reuses every cell
+whose fingerprint still matches (``--seeds 5`` after ``--seeds 3`` trains only seeds 3 and 4)
+and trains the rest. ``--threads`` is not in the fingerprint: a resumed cell may have been
+trained with another thread count (its ``threads`` is in ``results.json``'s training records).
+
     python scripts/nat_study.py            # the full grid: 5 seeds x 3 sizes x 5 ratios
                                            # (not run yet; about 18 h on 2 shared cores)
     python scripts/nat_study.py --quick    # a smoke run (about 15 s)
@@ -203,6 +210,8 @@ def train_method(
 ) -> tuple[Any, dict[str, Any]]:
     """Train one condition from ``start`` (a loader of the starting model, or for ``dpo`` the
     ``sft`` model); returns the model and what the training did."""
+    import torch
+
     from llm_trainer.algorithms.dpo import DPOSettings, DPOTrainer, pair_trajectories
     from llm_trainer.algorithms.nat import NATTrainer
     from llm_trainer.algorithms.sft import SFTTrainer, chat_rows
@@ -244,6 +253,7 @@ def train_method(
         **examples,
         "steps": result.steps,
         "seconds": round(time.perf_counter() - began, 2),
+        "threads": torch.get_num_threads(),
         "final_loss": result.losses[-1][1] if result.losses else None,
     }
 
@@ -277,7 +287,7 @@ def evaluate(
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, help="default: 5 (--quick: 2)")
     parser.add_argument("--positives", default="100,300,1000", help="data sizes (comma-separated)")
     parser.add_argument("--ratios", default="0,1,2,5,10", help="negatives per positive")
     parser.add_argument("--negatives", choices=("targeted", "corrupted"), default="targeted")
@@ -315,12 +325,14 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.positives, args.ratios = 2, "20", "0,1"
+        args.positives, args.ratios = "20", "0,1"
         args.steps, args.dpo_steps, args.batch_size, args.eval_episodes = 4, 2, 4, 10
         args.layers, args.hidden, args.heads, args.intermediate = 1, 64, 2, 128
         args.max_new_tokens = 24
         args.threads = 1 if args.threads is None else args.threads
     args.threads = args.threads or 0
+    if args.seeds is None:
+        args.seeds = 2 if args.quick else 5
     args.system_prompt = ""  # the chat template still lists the tools; shorter sequences
     try:
         args.sizes = sorted({int(v) for v in args.positives.split(",") if v.strip()})
@@ -475,13 +487,28 @@ def run_grid(
                 wanted = round(ratio * n)
                 chosen = choose_negatives(pool, wanted, settings, seed=seed) if wanted else []
                 key = cell_key(method, ratio, n)
+                run = out / f"seed{seed}" / f"n{n}" / f"{method}_r{ratio:g}"
+                fingerprint = cell_fingerprint(args, seed, method, ratio, positives, chosen)
+                cached = load_cell(run, fingerprint)
+                if cached is not None:
+                    info, played = cached
+                    training.setdefault(key, []).append(info)
+                    for env_id, trajectories in played.items():
+                        episodes.setdefault(key, {}).setdefault(env_id, []).append(trajectories)
+                    log(f"seed {seed}, n {n}, {method} r{ratio:g}: done before, from {run}.json")
+                    continue
+                if method == "dpo" and sft_model is None:  # its sft cell was done before
+                    sft_model, _ = train_method(
+                        BASELINE, start, positives, [], args=args,
+                        run=run.parent / f"{BASELINE}_r0", seed=seed, settings=settings,
+                    )  # fmt: skip
                 model, info = train_method(
                     method,
                     sft_model if method == "dpo" else start,
                     positives,
                     chosen,
                     args=args,
-                    run=out / f"seed{seed}" / f"n{n}" / f"{method}_r{ratio:g}",
+                    run=run,
                     seed=seed,
                     settings=settings,
                 )
@@ -506,6 +533,7 @@ def run_grid(
                 played = evaluate(model, eval_envs, args, template)
                 for env_id, trajectories in played.items():
                     episodes.setdefault(key, {}).setdefault(env_id, []).append(trajectories)
+                save_cell(run, fingerprint, info, played)
                 rate = np.mean([t.success for e in args.train_env_ids for t in played[e]])
                 log(
                     f"seed {seed}, n {n}, {method} r{ratio:g}: {len(chosen)} negatives, "
@@ -516,6 +544,71 @@ def run_grid(
                     del model
 
     return episodes, training, negatives_made
+
+
+# -- resuming ----------------------------------------------------------------------------------
+
+#: Settings that do not change what a cell trains or how it is evaluated.
+NOT_IN_FINGERPRINT = frozenset(
+    {"seeds", "positives", "ratios", "sizes", "ratio_grid", "chart_ratio", "threads", "out",
+     "quick"}
+)  # fmt: skip
+
+
+def cell_fingerprint(
+    args: argparse.Namespace,
+    seed: int,
+    method: str,
+    ratio: float,
+    positives: Sequence[Any],
+    negatives: Sequence[Any],
+) -> str:
+    """What one cell depends on: the settings that change its training or evaluation, its seed,
+    method and ratio, and the exact positives and negatives it trains on."""
+    settings = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in sorted(vars(args).items())
+        if k not in NOT_IN_FINGERPRINT
+    }
+    text = json.dumps(
+        [settings, seed, method, ratio, digest(positives), digest(negatives)], default=str
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_cell(
+    run: Path, fingerprint: str
+) -> tuple[dict[str, Any], dict[str, list[Any]]] | None:
+    """A finished cell's training record and held-out episodes (``run``.json, written when
+    the cell finished), or None when there is none or it was made with other settings or data."""
+    from llm_trainer.core.trajectory import Trajectory
+
+    path = run.with_name(run.name + ".json")
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("fingerprint") != fingerprint:
+        log(f"{path}: made with other settings or data; trained again")
+        return None
+    played = {
+        env_id: [Trajectory.from_dict(t) for t in rows]
+        for env_id, rows in record["episodes"].items()
+    }
+    return record["info"], played
+
+
+def save_cell(
+    run: Path, fingerprint: str, info: Mapping[str, Any], played: Mapping[str, Sequence[Any]]
+) -> None:
+    """Record a finished cell (atomically) so that a rerun of the study skips it."""
+    from llm_trainer.core.rundir import atomic_write
+
+    record = {
+        "fingerprint": fingerprint,
+        "info": dict(info),
+        "episodes": {env_id: [t.to_dict() for t in rows] for env_id, rows in played.items()},
+    }
+    atomic_write(run.with_name(run.name + ".json"), (json.dumps(record) + "\n").encode())
 
 
 # -- statistics --------------------------------------------------------------------------------

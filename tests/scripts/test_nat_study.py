@@ -90,3 +90,33 @@ def test_quick_grid_writes_every_cell_paired_comparisons_charts_and_failure_mode
     for name in ("success.png", "failure_modes.png"):
         assert (out / name).read_bytes()[:8] == PNG
     assert "nat/r1/n20 - sft/r0/n20" in done.stdout
+
+
+def test_a_rerun_reuses_finished_cells_and_trains_only_what_is_new(tmp_path: Path) -> None:
+    """A study resumes: the cells of a first run (1 seed) are recorded with their fingerprint;
+    a second run with 2 seeds trains only seed 1 and reports seed 0's cells unchanged; a cell
+    whose recorded settings differ is trained again."""
+    out = tmp_path / "nat"
+
+    def study(*extra: str) -> tuple[dict, str]:
+        done = subprocess.run(
+            [sys.executable, str(SCRIPT), "--quick", "--out", str(out), *extra],
+            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-4000:]
+        return json.loads((out / "results.json").read_text()), done.stderr
+
+    first, log = study("--seeds", "1")
+    assert "done before" not in log
+    cells = sorted((out / "seed0" / "n20").glob("*.json"))
+    assert [c.name for c in cells] == ["dpo_r1.json", "naive_r1.json", "nat_r1.json", "sft_r0.json"]
+    second, log = study("--seeds", "2")
+    assert log.count("done before") == 4  # seed 0's four cells
+    assert sorted(p.name for p in (out / "seed1" / "n20").glob("*.json")) == [c.name for c in cells]
+    for key, runs in first["training"].items():
+        assert second["training"][key][0] == runs[0]  # the recorded run, not a new one
+        per_seed = second["held_out"]["cells"][key]["success"]["per_seed"]
+        assert per_seed[0] == first["held_out"]["cells"][key]["success"]["per_seed"][0]
+    # another learning rate changes every cell's fingerprint: nothing is reused
+    _, log = study("--seeds", "1", "--lr", "2e-3")
+    assert "done before" not in log and log.count("made with other settings") == 4
