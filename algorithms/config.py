@@ -183,8 +183,13 @@ class TrainConfig:
     """Micro-batches per optimizer step."""
     learning_rate: Annotated[float, Range(gt=0, le=1)] = 2e-3
     """Peak learning rate (AdamW)."""
-    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
-    """Learning-rate schedule after warm-up."""
+    lr_scheduler: Literal[
+        "cosine", "linear", "constant", "constant_with_warmup", "warmup_stable_decay"
+    ] = "cosine"
+    """Learning-rate schedule after warm-up (``warmup_stable_decay``: the peak rate until the
+    last ``decay_fraction`` of the steps, then a linear decay to zero)."""
+    decay_fraction: Annotated[float, Range(gt=0, le=1)] = 0.2
+    """``warmup_stable_decay``: the share of the steps spent decaying."""
     warmup_steps: NonNegativeInt = 20
     """Linear warm-up steps."""
     weight_decay: Annotated[float, Range(ge=0)] = 0.0
@@ -225,6 +230,15 @@ class TrainConfig:
                 raise ConfigError(
                     f"{what} needs a GPU and this machine has none; use 'auto' (fp32 on a CPU)"
                 )
+
+    def scheduler_kwargs(self, total_steps: int) -> dict[str, Any]:
+        """The schedule's own arguments for ``transformers.get_scheduler`` over
+        ``total_steps`` scheduler steps (empty unless it needs some)."""
+        if self.lr_scheduler != "warmup_stable_decay":
+            return {}
+        decay = max(1, round(self.decay_fraction * total_steps))
+        return {"num_decay_steps": min(decay, max(1, total_steps - self.warmup_steps)),
+                "decay_type": "linear"}  # fmt: skip
 
 
 @dataclass(frozen=True)

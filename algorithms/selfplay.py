@@ -562,6 +562,9 @@ class SelfPlayTrainer:
             self.optimizer,
             num_warmup_steps=train.warmup_steps,
             num_training_steps=train.max_steps * settings.update_epochs,
+            scheduler_specific_kwargs=train.scheduler_kwargs(
+                train.max_steps * settings.update_epochs
+            ),
         )
         self.baseline = RoleBaseline(settings.baseline_momentum)
         self.pool: list[dict[str, Any]] = []

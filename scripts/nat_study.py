@@ -576,9 +576,7 @@ def cell_fingerprint(
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def load_cell(
-    run: Path, fingerprint: str
-) -> tuple[dict[str, Any], dict[str, list[Any]]] | None:
+def load_cell(run: Path, fingerprint: str) -> tuple[dict[str, Any], dict[str, list[Any]]] | None:
     """A finished cell's training record and held-out episodes (``run``.json, written when
     the cell finished), or None when there is none or it was made with other settings or data."""
     from llm_trainer.core.trajectory import Trajectory

@@ -192,6 +192,7 @@ class PPOTrainer:
             self.optimizer,
             num_warmup_steps=train.warmup_steps,
             num_training_steps=total,
+            scheduler_specific_kwargs=train.scheduler_kwargs(total),
         )
         self.reward_model: Any = None
         if reward.reward_model_path is not None and reward.reward_model_weight:

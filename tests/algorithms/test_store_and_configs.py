@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import subprocess
@@ -197,3 +198,34 @@ def test_exports_jsonl_parquet_and_datasets(tmp_path: Path, trajectories: list[T
     parquet = store.export_parquet(info.id, tmp_path / "out" / "data.parquet")
     again = datasets.Dataset.from_parquet(str(parquet))
     assert again["success"] == [t.success for t in trajectories]
+
+
+def test_warmup_stable_decay_holds_the_peak_then_decays_linearly_in_sft(tmp_path: Path) -> None:
+    """``train.lr_scheduler: warmup_stable_decay``: the learning rate TRL's SFT logs warms up,
+    holds the peak, and falls over the last ``decay_fraction`` of the steps; the fraction is
+    range-checked."""
+    from llm_trainer.agents.tinylm import TinyLMConfig, build_model, build_tokenizer
+    from llm_trainer.algorithms.config import TrainConfig
+    from llm_trainer.algorithms.sft import SFTTrainer
+    from llm_trainer.core.rundir import RunDir
+
+    with pytest.raises(ConfigError, match=r"train.decay_fraction must be > 0 and <= 1, got 0"):
+        load_config(ExperimentConfig, overrides=["train.decay_fraction=0"])
+    train = TrainConfig(
+        max_steps=20, batch_size=4, learning_rate=1e-3, warmup_steps=4, logging_steps=1,
+        lr_scheduler="warmup_stable_decay", decay_fraction=0.25,
+    )  # fmt: skip
+    assert train.scheduler_kwargs(20) == {"num_decay_steps": 5, "decay_type": "linear"}
+    assert TrainConfig().scheduler_kwargs(20) == {}  # cosine needs none
+    tokenizer = build_tokenizer()
+    model = build_model(TinyLMConfig(n_layers=1, hidden_size=32, n_heads=2, intermediate_size=64))
+    trajectories = oracle_trajectories("LLMTrainer/Calculator-v0", range(40), difficulty=1)
+    run = RunDir(tmp_path / "run")
+    SFTTrainer(model, tokenizer, train, run, system_prompt="").train(trajectories)
+    rates = [p["learning_rate"] for p in run.metrics() if "learning_rate" in p]
+    assert len(rates) == 20
+    assert rates[3] < rates[4] == 1e-3  # warm-up, then the peak (logged after each step)
+    assert all(r == 1e-3 for r in rates[4:15])  # stable until the last 5 steps
+    decay = rates[15:]
+    assert all(a > b for a, b in itertools.pairwise(decay))
+    assert decay[-1] < 2.5e-4
