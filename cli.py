@@ -187,12 +187,15 @@ def _print_before_after(summary: dict[str, Any], title: str) -> None:
 
 def _run_training(config: Any, as_json: bool, title: str) -> dict[str, Any] | None:
     from llm_trainer.algorithms.experiment import run_experiment
+    from llm_trainer.core.processes import launched
 
     try:
         summary = run_experiment(config, log=lambda m: console.print(f"[dim]{m}[/]"))
     except UserError as exc:
         _fail(exc)
         return None
+    if not launched().is_main:  # under torchrun: the main process reports the one run
+        return summary
     _print_before_after(summary, title)
     if as_json:
         print(json.dumps(summary))

@@ -140,6 +140,8 @@ class Algorithm:
             ``accelerate launch``: every process runs :meth:`run`, the trainer is data-parallel
             and the work that must happen once goes through the context; see the module
             docstring). ``False``: a run with ``WORLD_SIZE`` > 1 is refused.
+        data_phases: Whether it draws its batches by ``data.phases`` (:meth:`AlgorithmContext.
+            phased_data`); an experiment that sets them for another algorithm is refused.
     """
 
     name: ClassVar[str] = ""
@@ -147,6 +149,7 @@ class Algorithm:
     produces_policy: ClassVar[bool] = True
     sections: ClassVar[tuple[str, ...]] = ()
     multi_process: ClassVar[bool] = False
+    data_phases: ClassVar[bool] = False
 
     def __init__(self, config: Any = None) -> None:
         if config is None:
@@ -612,6 +615,20 @@ class AlgorithmContext:
             lambda: self._build_training_data(model, tokenizer)
         )
         return repeat_matching(trajectories, self.experiment.data.repeat, log=self.log), version
+
+    def phased_data(self, trajectories: Sequence[Any]) -> list[Any] | None:
+        """With ``data.phases``: the training rows in the order they are trained on, one per
+        sequence of every optimizer step (``train.max_steps`` x ``batch_size`` x ``grad_accum``
+        x processes; :func:`~llm_trainer.data.build.phase_order` on the trajectories as built,
+        before ``data.repeat``). None without phases."""
+        from llm_trainer.data.build import phase_order
+
+        data, train = self.experiment.data, self.experiment.train
+        if not data.phases:
+            return None
+        distinct = list({id(t): t for t in trajectories}.values())  # data.repeat's copies once
+        rows = train.max_steps * train.batch_size * train.grad_accum * self.processes.world_size
+        return phase_order(distinct, data.repeat, data.phases, rows, seed=self.seed, log=self.log)
 
     def _build_training_data(self, model: Any, tokenizer: Any) -> tuple[list[Any], str]:
         """The ``data`` section's trajectories, stored; and their version."""

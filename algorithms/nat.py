@@ -463,14 +463,20 @@ class NATTrainer(SFTTrainer):
         )
         self.settings = settings
 
-    def train(self, trajectories: Sequence[Trajectory], *, resume: bool = False) -> TrainResult:
+    def train(
+        self, trajectories: Sequence[Trajectory], *, resume: bool = False, in_order: bool = False
+    ) -> TrainResult:
         """Train on ``trajectories``: successes are positives, failures negatives (episodes
-        that ended in an error, or with no step, are skipped).
+        that ended in an error, or with no step, are skipped). ``in_order`` is not supported:
+        NAT's rows are shuffled passes (``data.phases`` is refused for NAT when it loads).
 
         Raises:
+            ValueError: ``in_order``.
             UserError: when none succeeded, or no trajectory earned the top label (inference
                 would ask for a label the model never saw).
         """
+        if in_order:
+            raise ValueError("NATTrainer trains on shuffled passes; in_order is not supported")
         usable = [t for t in trajectories if t.error is None and t.steps]
         positives = [t for t in usable if t.success]
         negatives = [t for t in usable if not t.success]

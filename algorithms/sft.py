@@ -70,8 +70,12 @@ class SFTTrainer(TRLTrainer):
     """Fine-tune ``model`` on successful trajectories (arguments: :class:`~llm_trainer.
     algorithms.trl_trainer.TRLTrainer`; the chat template must mark assistant turns)."""
 
-    def train(self, trajectories: Sequence[Trajectory], *, resume: bool = False) -> TrainResult:
-        """Train on the successful ``trajectories`` (failures are skipped).
+    def train(
+        self, trajectories: Sequence[Trajectory], *, resume: bool = False, in_order: bool = False
+    ) -> TrainResult:
+        """Train on the successful ``trajectories`` (failures are skipped); ``in_order``: one
+        row per trained sequence, in the order given (a data schedule), rather than shuffled
+        passes.
 
         Raises:
             UserError: when none of them succeeded.
@@ -89,11 +93,14 @@ class SFTTrainer(TRLTrainer):
                 f"(sources: {', '.join(sources) or 'none'}) succeeded; check the data strategy "
                 "or collect from a stronger agent"
             )
-        return self.train_rows(chat_rows(successes, self.system_prompt), resume=resume)
+        rows = chat_rows(successes, self.system_prompt)
+        return self.train_rows(rows, resume=resume, in_order=in_order)
 
-    def train_rows(self, rows: Sequence[Mapping[str, Any]], *, resume: bool = False) -> TrainResult:
+    def train_rows(
+        self, rows: Sequence[Mapping[str, Any]], *, resume: bool = False, in_order: bool = False
+    ) -> TrainResult:
         """Train on chat rows (``messages`` and ``tools``, as :func:`chat_rows` makes them),
-        the loss on the assistant turns only."""
+        the loss on the assistant turns only (``in_order``: as in :meth:`train`)."""
         import datasets
         from trl.trainer.sft_config import SFTConfig as TRLSFTConfig
         from trl.trainer.sft_trainer import SFTTrainer as TRLSFTTrainer
@@ -107,6 +114,7 @@ class SFTTrainer(TRLTrainer):
                 "max_length": self.config.max_length,
                 "packing": False,
                 "dataset_num_proc": None,
+                **({"train_sampling_strategy": "sequential"} if in_order else {}),
             },
             train_dataset=datasets.Dataset.from_list([dict(row) for row in rows]),
         )
@@ -119,12 +127,14 @@ class SFTAlgorithm(Algorithm):
     config_class = SFTSettings
     sections = ("data",)
     multi_process = True
+    data_phases = True
 
     def run(self, context: AlgorithmContext) -> AlgorithmResult:
         settings: SFTSettings = self.config
         experiment = context.experiment
         model, tokenizer = context.load_model()
         trajectories, version = context.training_data(model, tokenizer)
+        phased = context.phased_data(trajectories)
         callbacks = []
         if settings.stop_at_success is not None:
             ev = experiment.eval
@@ -154,7 +164,10 @@ class SFTAlgorithm(Algorithm):
             **{**context.trainer_options(tokenizer), "eval_every": 0 if callbacks else every},
             callbacks=callbacks,
         )
-        result = trainer.train(trajectories, resume=context.resume)
+        if phased is not None:
+            result = trainer.train(phased, resume=context.resume, in_order=True)
+        else:
+            result = trainer.train(trajectories, resume=context.resume)
         return AlgorithmResult(
             model=trainer.model, tokenizer=tokenizer, training=result, dataset_version=version
         )

@@ -9,13 +9,13 @@ trajectories.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from llm_trainer.core.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
-    from llm_trainer.algorithms.config import DataConfig
+    from llm_trainer.algorithms.config import DataConfig, DataPhase
     from llm_trainer.core.store import TrajectoryStore
     from llm_trainer.core.trajectory import Trajectory
     from llm_trainer.data.templates import ToolName
@@ -94,6 +94,48 @@ def repeat_matching(
         + f" ({len(trajectories)} -> {len(out)} trajectories)"
     )
     return out
+
+
+def phase_order(
+    trajectories: Sequence[Trajectory],
+    repeat: Mapping[str, int],
+    phases: Sequence[DataPhase],
+    rows: int,
+    *,
+    seed: int,
+    log: Callable[[str], None] = print,
+) -> list[Trajectory]:
+    """``rows`` training rows in the order they are trained on, for a data schedule: the rows
+    before the first phase's ``after * rows`` are drawn with ``repeat`` (``{regex: k}``, as
+    :func:`repeat_matching`), each phase's with its own ``repeat``; within a phase, in shuffled
+    passes over its data (seeded by ``seed`` and the phase).
+
+    >>> from llm_trainer.algorithms.config import DataPhase
+    >>> from llm_trainer.core.trajectory import Trajectory
+    >>> ts = [Trajectory("e", i, 1, "", (), p, ()) for i, p in enumerate(["Add", "Sub"])]
+    >>> order = phase_order(ts, {}, [DataPhase(0.5, {"Sub": 3})], 8, seed=0, log=lambda _: None)
+    >>> [t.prompt for t in order[:4]].count("Sub"), [t.prompt for t in order[4:]].count("Sub")
+    (2, 3)
+    """
+    import numpy as np
+
+    from llm_trainer.core.seeding import derive_seed
+
+    if not trajectories:
+        raise UserError("data.phases: there is no training data to draw from")
+    starts = [0, *(min(rows, round(p.after * rows)) for p in phases)]
+    ends = [*starts[1:], rows]
+    balances = [repeat, *(p.repeat for p in phases)]
+    order: list[Trajectory] = []
+    for k, (start, end, balance) in enumerate(zip(starts, ends, balances, strict=True)):
+        pool = repeat_matching(list(trajectories), balance, log=lambda _: None)
+        rng = np.random.default_rng(derive_seed(seed, "data.phases", k))
+        drawn: list[Trajectory] = []
+        while len(drawn) < end - start:
+            drawn.extend(pool[i] for i in rng.permutation(len(pool)))
+        order.extend(drawn[: end - start])
+        log(f"data.phases: rows {start}-{end - 1} drawn with repeat {dict(balance)}")
+    return order
 
 
 def _build(

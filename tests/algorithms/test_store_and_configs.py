@@ -91,6 +91,84 @@ def test_data_repeat_rebalances_matching_tasks_and_bad_patterns_are_config_error
     assert info.provenance.config["repeat"] == {"^Subtract \\d+ from": 3, "plus": 2}
 
 
+def test_data_phases_draw_each_phase_with_its_balance_and_sft_trains_in_that_order(
+    tmp_path: Path,
+) -> None:
+    """``data.phases``: the rows of each phase are drawn with its own ``repeat``; SFT trains on
+    exactly that order (the non-padding tokens it reports after each step are the sums of the
+    ordered rows' lengths); bad phases, and phases for an algorithm that would ignore them,
+    are config errors."""
+    from llm_trainer.agents.tinylm import build_tokenizer
+    from llm_trainer.algorithms.config import DataPhase
+    from llm_trainer.algorithms.experiment import run_experiment
+    from llm_trainer.algorithms.sft import chat_rows
+    from llm_trainer.data.build import phase_order
+
+    for override, message in [
+        ("data.phases=[{after: 1.5}]", r"data.phases.after must be > 0 and < 1, got 1.5"),
+        ("data.phases=[{after: 0.5}, {after: 0.2}]", r"'after' must increase .* \[0.5, 0.2\]"),
+        ("data.phases=[{after: 0.5, repeat: {x: 0}}]", r"data.phases.repeat\['x'\]: .* got 0"),
+        ("data.phases=[{after: 0.5, when: 1}]", r"data.phases\[0\].*when"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(ExperimentConfig, overrides=[override])
+    with pytest.raises(ConfigError, match=r"data.phases: algorithm 'dpo' does not draw"):
+        load_config(ExperimentConfig, overrides=["algorithm=dpo", "data.phases=[{after: 0.5}]"])
+
+    plain = oracle_trajectories("LLMTrainer/Calculator-v0", range(60), difficulty=1)
+    subtract = sum(t.prompt.startswith("Subtract") for t in plain)
+    assert 0 < subtract < 10
+    phases = [DataPhase(after=0.25, repeat={"^Subtract": 20})]
+    order = phase_order(plain, {}, phases, 4000, seed=3, log=lambda _: None)
+    assert len(order) == 4000
+    assert order == phase_order(plain, {}, phases, 4000, seed=3, log=lambda _: None)
+    assert order != phase_order(plain, {}, phases, 4000, seed=4, log=lambda _: None)
+    share = [
+        sum(t.prompt.startswith("Subtract") for t in part) / len(part)
+        for part in (order[:1000], order[1000:])
+    ]
+    assert share[0] == pytest.approx(subtract / 60, abs=0.01)  # whole passes over the data
+    assert share[1] == pytest.approx(20 * subtract / (60 + 19 * subtract), abs=0.03)
+
+    config = load_config(
+        ExperimentConfig,
+        overrides=[
+            "seed=3",
+            "model.system_prompt=''",
+            "model.tiny={n_layers: 1, hidden_size: 32, n_heads: 2, intermediate_size: 64}",
+            "data.episodes=60",
+            "data.repeat={'^Subtract': 2}",
+            "data.phases=[{after: 0.5, repeat: {'^Subtract': 20}}]",
+            "train.max_steps=6",
+            "train.batch_size=4",
+            "train.logging_steps=1",
+            "eval.episodes=4",
+            f"output_dir={tmp_path}",
+        ],
+    )
+    summary = run_experiment(config, log=lambda _: None)
+    ordered = phase_order(
+        plain,
+        {"^Subtract": 2},
+        [DataPhase(after=0.5, repeat={"^Subtract": 20})],
+        24,
+        seed=3,
+        log=lambda _: None,
+    )
+    tokenizer = build_tokenizer()
+    lengths = [
+        len(
+            tokenizer.apply_chat_template(row["messages"], tools=json.loads(row["tools"]))[
+                "input_ids"
+            ]
+        )
+        for row in chat_rows(ordered, "")
+    ]
+    points = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").open()]
+    seen = [p["num_input_tokens_seen"] for p in points if "loss" in p]  # one per step
+    assert seen == [sum(lengths[: 4 * step]) for step in range(1, 7)]
+
+
 @pytest.fixture(scope="module")
 def trajectories() -> list[Trajectory]:
     oracle = oracle_trajectories("LLMTrainer/MultiTool-v0", range(20), difficulty=3)
