@@ -501,7 +501,7 @@ def quickstart_config() -> ExperimentConfig:
     warmup-stable-decay schedule (the peak until the last 30% of the steps) leave the loss
     an order of magnitude lower at the end. The template learned last is "Subtract b from
     a" (the operands come in the reverse order of the expression, about 5.6% of the tasks):
-    its demonstrations count twice, and five times from 40% of the steps on (``data.phases``),
+    its demonstrations count twice, and eight times from 40% of the steps on (``data.phases``),
     once copying has formed. Three times from the start delayed copying for some seeds; twice
     throughout leaves it unlearned for others.
     """
@@ -515,7 +515,7 @@ def quickstart_config() -> ExperimentConfig:
         data=DataConfig(
             episodes=8000,
             repeat={SUBTRACT: 2},
-            phases=(DataPhase(after=0.4, repeat={SUBTRACT: 5}),),
+            phases=(DataPhase(after=0.4, repeat={SUBTRACT: 8}),),
         ),
         train=TrainConfig(
             max_steps=600,
