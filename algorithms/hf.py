@@ -90,6 +90,20 @@ def training_kwargs(train: TrainConfig, output_dir: str, seed: int) -> dict[str,
     }
 
 
+def lr_scheduler(train: TrainConfig, optimizer: Any, total_steps: int) -> Any:
+    """``train``'s learning-rate schedule over ``total_steps`` scheduler steps, for trainers
+    of our own (PPO, self-play); TRL trainers get it through :func:`training_kwargs`."""
+    from transformers import get_scheduler
+
+    return get_scheduler(
+        train.lr_scheduler,
+        optimizer,
+        num_warmup_steps=train.warmup_steps,
+        num_training_steps=total_steps,
+        scheduler_specific_kwargs=train.scheduler_kwargs(total_steps),
+    )
+
+
 def tensorboard_callback(log_dir: str) -> TrainerCallback:
     """TensorBoard event files in ``log_dir`` (transformers 5 reads the directory from an
     environment variable otherwise; we keep the process environment untouched)."""

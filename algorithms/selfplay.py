@@ -526,9 +526,8 @@ class SelfPlayTrainer:
         eval_batch: int = 200,
     ) -> None:
         import torch
-        from transformers import get_scheduler
 
-        from llm_trainer.algorithms.hf import apply_lora, precision_kwargs
+        from llm_trainer.algorithms.hf import apply_lora, lr_scheduler, precision_kwargs
 
         if train.grad_accum != 1:
             raise ConfigError(
@@ -557,14 +556,8 @@ class SelfPlayTrainer:
             betas=(0.9, train.adam_beta2),
             weight_decay=train.weight_decay,
         )
-        self.scheduler = get_scheduler(
-            train.lr_scheduler,
-            self.optimizer,
-            num_warmup_steps=train.warmup_steps,
-            num_training_steps=train.max_steps * settings.update_epochs,
-            scheduler_specific_kwargs=train.scheduler_kwargs(
-                train.max_steps * settings.update_epochs
-            ),
+        self.scheduler = lr_scheduler(
+            train, self.optimizer, train.max_steps * settings.update_epochs
         )
         self.baseline = RoleBaseline(settings.baseline_momentum)
         self.pool: list[dict[str, Any]] = []

@@ -184,16 +184,10 @@ class PPOTrainer:
             betas=(0.9, train.adam_beta2),
             weight_decay=train.weight_decay,
         )
-        from transformers import get_scheduler
+        from llm_trainer.algorithms.hf import lr_scheduler
 
         total = train.max_steps * settings.update_epochs * settings.num_minibatches
-        self.scheduler = get_scheduler(
-            train.lr_scheduler,
-            self.optimizer,
-            num_warmup_steps=train.warmup_steps,
-            num_training_steps=total,
-            scheduler_specific_kwargs=train.scheduler_kwargs(total),
-        )
+        self.scheduler = lr_scheduler(train, self.optimizer, total)
         self.reward_model: Any = None
         if reward.reward_model_path is not None and reward.reward_model_weight:
             from llm_trainer.algorithms.reward_model import RewardModel
