@@ -233,7 +233,8 @@ def quickstart(
         bool,
         typer.Option(
             "--ppo",
-            help="Then continue the SFT agent with PPO on Calculator-v0 difficulty 2 "
+            help="Add 400 demonstrations of Calculator-v0 difficulty 2 (symbolic form) to the "
+            "SFT data, then continue the SFT agent with PPO on that form "
             "(--set applies to the SFT phase; --ppo-set to the PPO phase).",
         ),
     ] = False,
@@ -251,12 +252,14 @@ def quickstart(
         override_experiment,
         quickstart_config,
         quickstart_ppo_config,
+        quickstart_ppo_warm_start,
     )
 
     try:
         if ppo_overrides and not ppo:
             raise UserError("--ppo-set configures the PPO phase: add --ppo (or drop --ppo-set)")
-        experiment = override_experiment(quickstart_config(), overrides or ())
+        base = quickstart_ppo_warm_start() if ppo else quickstart_config()
+        experiment = override_experiment(base, overrides or ())
         rl = override_experiment(
             quickstart_ppo_config(output_dir=experiment.output_dir), ppo_overrides or ()
         )

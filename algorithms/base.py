@@ -427,6 +427,7 @@ class AlgorithmContext:
             ev.env_id,
             range(ev.first_seed, ev.first_seed + (ev.episodes if episodes is None else episodes)),
             difficulty=ev.difficulty,
+            env_kwargs=ev.env_kwargs,
             system_prompt=self.system_prompt,
             max_new_tokens=ev.max_new_tokens,
             batch_size=ev.batch_size,

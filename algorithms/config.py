@@ -59,6 +59,25 @@ def check_env(env_id: str, difficulty: int | None, section: str) -> None:
         )
 
 
+def check_env_kwargs(
+    env_id: str, difficulty: int | None, env_kwargs: Mapping[str, Any], section: str
+) -> None:
+    """Raise :class:`ConfigError` naming ``section.env_kwargs`` when the env cannot be built
+    with ``env_kwargs`` (built once, now, rather than failing mid-run)."""
+    if not env_kwargs:
+        return
+    import llm_trainer
+
+    kwargs = dict(env_kwargs)
+    if difficulty is not None:
+        kwargs["difficulty"] = difficulty
+    try:
+        env = llm_trainer.make(env_id, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{section}.env_kwargs: {exc}") from None
+    env.close()
+
+
 def check_file(path: str | None, name: str, what: str = "file") -> None:
     """Raise :class:`ConfigError` when ``path`` is set but is not an existing file (``what``
     ``directory``: an existing directory)."""
@@ -124,6 +143,27 @@ class DataPhase:
 
 
 @dataclass(frozen=True)
+class DataExtra:
+    """More oracle demonstrations at another difficulty of ``data.env_id`` (``data.extra``)."""
+
+    difficulty: int
+    """Their difficulty."""
+    episodes: PositiveInt
+    """How many to add (after ``match``)."""
+    first_seed: NonNegativeInt = 3_000_000
+    """Seeds are drawn from here on (away from ``data.first_seed``'s, ``eval.first_seed``'s
+    1,000,000 on and PPO's 500,000 on)."""
+    match: str | None = None
+    """Keep only the tasks (first observation) matching this regex (``re.search``), drawing
+    seeds until ``episodes`` are kept: e.g. ``'\\('`` for the bracketed, symbolic form."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "data.extra")
+        if self.match is not None:
+            check_repeat({self.match: 1}, "data.extra.match")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     strategy: Literal["oracle", "templates", "teacher", "toolbench", "synthetic"] = "oracle"
     """Where the training trajectories come from (``oracle``: solved env episodes;
@@ -153,6 +193,11 @@ class DataConfig:
     batches are drawn with that phase's ``repeat`` instead, e.g. ``[{after: 0.4, repeat:
     {'^Subtract': 5}}]`` shows a rare template more often once the common skills are
     learned. Batches are then drawn in a fixed, seeded order (shuffled passes per phase)."""
+    extra: tuple[DataExtra, ...] = ()
+    """More oracle demonstrations of ``env_id`` at other difficulties (``oracle`` strategy),
+    added to the data before ``repeat`` and ``phases`` apply: e.g. ``[{difficulty: 2,
+    episodes: 400, match: '\\('}]`` gives a few examples of a harder level for RL to build
+    on (``llm-trainer quickstart --ppo``)."""
 
     def __post_init__(self) -> None:
         check_ranges(self, "data")
@@ -174,6 +219,13 @@ class DataConfig:
             except ConfigError as exc:
                 raise ConfigError(f"data.synthesis_spec: {exc}") from None
         check_repeat(self.repeat, "data.repeat")
+        if self.extra and self.strategy != "oracle":
+            raise ConfigError(
+                f"data.extra: extra demonstrations are oracle episodes; the {self.strategy} "
+                "strategy does not take them"
+            )
+        for extra in self.extra:
+            check_env(self.env_id, extra.difficulty, "data.extra")
         starts = [p.after for p in self.phases]
         if starts != sorted(set(starts)):
             raise ConfigError(
@@ -312,6 +364,8 @@ class EvalConfig:
     """Held-out env."""
     difficulty: int = 1
     """Its difficulty."""
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Extra env constructor arguments (e.g. ``{form: symbols}`` for Calculator-v0)."""
     episodes: PositiveInt = 200
     """Held-out episodes."""
     episodes_before: NonNegativeInt = 50
@@ -330,6 +384,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         check_ranges(self, "eval")
         check_env(self.env_id, self.difficulty, "eval")
+        check_env_kwargs(self.env_id, self.difficulty, self.env_kwargs, "eval")
 
 
 #: The sections every experiment has, whichever its algorithm.
@@ -531,12 +586,31 @@ def quickstart_config() -> ExperimentConfig:
     )
 
 
+#: The form of Calculator-v0 difficulty 2 (three operands, brackets, division) the main job's
+#: PPO phase trains and is measured on: the symbolic one ("Compute (12 + 5) * 3.").
+PPO_TASK = "symbols"
+
+
+def quickstart_ppo_warm_start() -> ExperimentConfig:
+    """The SFT phase of ``llm-trainer quickstart --ppo``: the quickstart, plus 400 oracle
+    demonstrations of the PPO phase's task (difficulty 2 in the :data:`PPO_TASK` form, from
+    seeds that PPO and the held-out set never use). Difficulty 1 alone gives PPO nothing to
+    learn from (0.5% success on difficulty 2: the agent has never seen brackets or a third
+    operand); these few examples give it a start, about 40%, that PPO builds on."""
+    base = quickstart_config()
+    extra = DataExtra(difficulty=2, episodes=400, match=r"\(")
+    return dataclasses.replace(
+        base, name="quickstart_ppo_sft", data=dataclasses.replace(base.data, extra=(extra,))
+    )
+
+
 def quickstart_ppo_config(
     model_path: str = "tiny", *, output_dir: str = "runs"
 ) -> ExperimentConfig:
     """The main job's optional second phase (``llm-trainer quickstart --ppo``): continue the
-    SFT agent with PPO on Calculator-v0 difficulty 2 (three operands, words and brackets),
-    where the SFT agent is weak, and measure held-out reward and success before and after."""
+    SFT agent (:func:`quickstart_ppo_warm_start`) with PPO on Calculator-v0 difficulty 2 in its
+    symbolic form (:data:`PPO_TASK`) and measure held-out reward and success before and
+    after, on the same form."""
     from llm_trainer.algorithms.ppo.config import PPOSettings
 
     return ExperimentConfig(
@@ -546,6 +620,7 @@ def quickstart_ppo_config(
         settings=PPOSettings(
             env_id="LLMTrainer/Calculator-v0",
             difficulty=2,
+            env_kwargs={"form": PPO_TASK},
             episodes_per_iteration=64,
             update_epochs=2,
             num_minibatches=2,
@@ -555,14 +630,20 @@ def quickstart_ppo_config(
         ),
         reward=RewardConfig(),
         train=TrainConfig(
-            max_steps=30,
-            batch_size=32,
-            learning_rate=5e-5,
+            max_steps=40,
+            batch_size=8,  # micro-batches of similar lengths: less padding than 32
+            learning_rate=1e-4,
             lr_scheduler="constant_with_warmup",
             warmup_steps=2,
             logging_steps=1,
             save_steps=10,
         ),
-        eval=EvalConfig(difficulty=2, episodes=200, every_steps=10, max_new_tokens=96),
+        eval=EvalConfig(
+            difficulty=2,
+            env_kwargs={"form": PPO_TASK},
+            episodes=200,
+            every_steps=10,
+            max_new_tokens=96,
+        ),
         output_dir=output_dir,
     )

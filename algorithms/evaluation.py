@@ -8,7 +8,7 @@ a model is measured exactly as it will act.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llm_trainer.algorithms.rollout import collect
@@ -50,13 +50,15 @@ def evaluate_model(
     seeds: Sequence[int],
     *,
     difficulty: int | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
     system_prompt: str | None = None,
     max_new_tokens: int = 96,
     batch_size: int = 200,
     task_template: str | None = None,
 ) -> tuple[dict[str, float], list[Trajectory]]:
     """Greedy held-out evaluation: the env's metrics averaged over one episode per seed (each
-    task put through ``task_template`` when given)."""
+    task put through ``task_template`` when given; ``env_kwargs``: extra env constructor
+    arguments)."""
     was_training = getattr(model, "training", False)
     model.eval()
     try:
@@ -73,6 +75,7 @@ def evaluate_model(
             seeds,
             num_envs=batch_size,
             difficulty=difficulty,
+            env_kwargs=env_kwargs,
             source="policy:model",
         )
     finally:

@@ -194,6 +194,7 @@ def stop_on_success(
             ev.env_id,
             seeds,
             difficulty=ev.difficulty,
+            env_kwargs=ev.env_kwargs,
             system_prompt=context.system_prompt,
             max_new_tokens=ev.max_new_tokens,
             batch_size=ev.batch_size,

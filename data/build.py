@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 from llm_trainer.core.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
-    from llm_trainer.algorithms.config import DataConfig, DataPhase
+    from llm_trainer.algorithms.config import DataConfig, DataExtra, DataPhase
     from llm_trainer.core.store import TrajectoryStore
     from llm_trainer.core.trajectory import Trajectory
     from llm_trainer.data.templates import ToolName
@@ -138,6 +138,35 @@ def phase_order(
     return order
 
 
+def _extra_demonstrations(
+    env_id: str, extra: DataExtra, log: Callable[[str], None]
+) -> list[Trajectory]:
+    """``extra.episodes`` oracle demonstrations at ``extra.difficulty`` whose task matches
+    ``extra.match``, from consecutive seeds starting at ``extra.first_seed``."""
+    from llm_trainer.algorithms.rollout import oracle_trajectories
+
+    pattern = re.compile(extra.match) if extra.match is not None else None
+    kept: list[Trajectory] = []
+    seed = extra.first_seed
+    drawn_limit = 100 * extra.episodes
+    while len(kept) < extra.episodes:
+        if seed - extra.first_seed >= drawn_limit:
+            raise UserError(
+                f"data.extra: only {len(kept)} of {seed - extra.first_seed} tasks at difficulty "
+                f"{extra.difficulty} match {extra.match!r} (wanted {extra.episodes})"
+            )
+        chunk = max(64, 2 * (extra.episodes - len(kept)))
+        for t in oracle_trajectories(
+            env_id, range(seed, seed + chunk), difficulty=extra.difficulty
+        ):
+            if len(kept) < extra.episodes and (pattern is None or pattern.search(t.prompt)):
+                kept.append(t)
+        seed += chunk
+    what = f" matching the regex {extra.match}" if pattern is not None else ""
+    log(f"data.extra: {len(kept)} oracle demonstrations at difficulty {extra.difficulty}{what}")
+    return kept
+
+
 def _build(
     data: DataConfig,
     *,
@@ -155,7 +184,10 @@ def _build(
             f"collecting {data.episodes} oracle demonstrations in {data.env_id} "
             f"(difficulty {data.difficulty})"
         )
-        return oracle_trajectories(data.env_id, seeds, difficulty=data.difficulty)
+        out = oracle_trajectories(data.env_id, seeds, difficulty=data.difficulty)
+        for extra in data.extra:
+            out.extend(_extra_demonstrations(data.env_id, extra, log))
+        return out
     if data.strategy == "templates":
         tools = _tools_of(data.env_id)
         log(f"generating {data.episodes} template trajectories for {', '.join(tools)}")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from llm_trainer.cli import app
@@ -115,9 +116,11 @@ def _last_json(output: str) -> dict[str, object]:
 def test_quickstart_ppo_continues_the_sft_agent_and_reports_before_and_after(
     tmp_path: Path,
 ) -> None:
-    """``quickstart --ppo`` on a tiny budget: SFT, then PPO on difficulty 2, one JSON line."""
+    """``quickstart --ppo`` on a tiny budget: SFT with a few difficulty-2 demonstrations, then
+    PPO on difficulty 2's symbolic form, measured on that form; one JSON line."""
     pytest.importorskip("trl")
     sft = [*SMALL_MODEL, "data.episodes=32", "train.max_steps=2", "train.batch_size=4"]
+    sft += ["data.extra=[{difficulty: 2, episodes: 3, match: '\\('}]"]
     sft += ["eval.episodes=4", "eval.max_new_tokens=8", f"output_dir={tmp_path}"]
     ppo = ["train.max_steps=1", "train.batch_size=4", "train.save_steps=1"]
     ppo += ["ppo.episodes_per_iteration=4", "ppo.num_minibatches=1", "ppo.max_new_tokens=8"]
@@ -137,6 +140,14 @@ def test_quickstart_ppo_continues_the_sft_agent_and_reports_before_and_after(
     assert (run_dir / "checkpoints" / "iteration-1" / "policy").is_dir()
     assert (run_dir / "final_model" / "config.json").is_file()
     assert "PPO: 1 iterations" in result.output
+    assert (
+        "data.extra: 3 oracle demonstrations at difficulty 2 matching the regex \\("
+        in result.output
+    )
+    ppo_config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert (
+        ppo_config["ppo"]["env_kwargs"] == ppo_config["eval"]["env_kwargs"] == {"form": "symbols"}
+    )
 
 
 def test_train_runs_grpo_from_a_config_file(tmp_path: Path) -> None:

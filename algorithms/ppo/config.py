@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
-from llm_trainer.algorithms.config import NonNegativeInt, PositiveInt, check_env
+from llm_trainer.algorithms.config import (
+    NonNegativeInt,
+    PositiveInt,
+    check_env,
+    check_env_kwargs,
+)
 from llm_trainer.core.config import POSITIVE, PROBABILITY, Range, check_ranges
 from llm_trainer.core.errors import ConfigError
 from llm_trainer.envs.wrappers.curriculum import CurriculumConfig, check_curriculum
@@ -20,6 +26,8 @@ class PPOSettings:
     """The env PPO interacts with."""
     difficulty: int = 2
     """Its difficulty (with a ``curriculum``, the curriculum's level decides it instead)."""
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """Extra env constructor arguments (e.g. ``{form: symbols}`` for Calculator-v0)."""
     curriculum: CurriculumConfig | None = None
     """Move the difficulty with the rollouts' success (``envs/wrappers/curriculum.py``): one
     curriculum for all of an iteration's envs, moving between iterations; its level is logged
@@ -76,6 +84,7 @@ class PPOSettings:
     def __post_init__(self) -> None:
         check_ranges(self, "ppo")
         check_env(self.env_id, self.difficulty, "ppo")
+        check_env_kwargs(self.env_id, self.difficulty, self.env_kwargs, "ppo")
         check_curriculum(self.curriculum, self.env_id, "ppo.curriculum")
         if self.num_minibatches > self.episodes_per_iteration:
             raise ConfigError(

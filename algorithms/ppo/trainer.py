@@ -270,6 +270,7 @@ class PPOTrainer:
                     list(seeds),
                     num_envs=s.episodes_per_iteration,
                     difficulty=s.difficulty,
+                    env_kwargs=s.env_kwargs,
                     source="policy:ppo",
                     wrap=None
                     if curriculum is None
@@ -396,12 +397,15 @@ class PPOTrainer:
         rows = [r for episode in episode_rows for r in episode]
         episode_of_row = [e for e, episode in enumerate(episode_rows) for _ in episode]
         micro = self.train_config.batch_size
-        data: list[dict[str, Any]] = []
+        # rows of similar length share a micro-batch (less padding), then go back in order
+        by_length = sorted(range(len(rows)), key=lambda i: len(rows[i].tokens))
+        computed: dict[int, dict[str, Any]] = {}
         self.model.eval()
         try:
             with torch.no_grad():
                 for start in range(0, len(rows), micro):
-                    batch = self._batch(rows[start : start + micro])
+                    picked = by_length[start : start + micro]
+                    batch = self._batch([rows[i] for i in picked])
                     tokens, attention, mask = batch["tokens"], batch["attention"], batch["mask"]
                     # the recorded log-probs are the raw (temperature 1) ones: at another
                     # temperature the sampling policy's are recomputed from the same weights
@@ -416,8 +420,9 @@ class PPOTrainer:
                     if s.kl_mode == "reward":
                         batch["rewards"] = batch["rewards"] - s.kl_coef * kl
                     batch.update(values=values * mask, ref_logprobs=ref, kl=kl)
-                    for i in range(tokens.shape[0]):
-                        data.append({k: v[i] for k, v in batch.items()})
+                    for j, i in enumerate(picked):
+                        computed[i] = {k: v[j] for k, v in batch.items()}
+                data = [computed[i] for i in range(len(rows))]
                 advantages, returns = episode_gae(
                     [d["rewards"] for d in data],
                     [d["values"] for d in data],
@@ -485,35 +490,45 @@ class PPOTrainer:
                 if not chunk:
                     continue
                 tokens_in_minibatch = float(sum(data[i]["mask"].sum() for i in chunk))
+                # rows of similar length share a micro-batch (less padding); the gradient is the
+                # same in any grouping: each micro-batch's loss is over the mini-batch's tokens
+                chunk = sorted(chunk, key=lambda i: data[i]["tokens"].shape[0])
                 self.optimizer.zero_grad(set_to_none=True)
+                minibatch: dict[str, float] = {}
                 for mstart in range(0, len(chunk), micro):
                     part = [data[i] for i in chunk[mstart : mstart + micro]]
                     losses = self._micro_loss(part, tokens_in_minibatch)
                     self.scaler.scale(losses.total).backward()
+                    # the losses are sums over the mini-batch's tokens already; the clip
+                    # fraction and approximate KL are means over the micro-batch's own tokens
+                    share = float(sum(d["mask"].sum() for d in part)) / max(
+                        tokens_in_minibatch, 1.0
+                    )
                     for name in ("policy", "value", "entropy", "kl", "clip_fraction", "approx_kl"):
                         term = getattr(losses, name)
                         if term is not None:  # the entropy only with an entropy bonus
-                            stats.setdefault(name, []).append(float(term.detach()) * len(part))
-                    stats.setdefault("_n", []).append(float(len(part)))
+                            weight = share if name in ("clip_fraction", "approx_kl") else 1.0
+                            minibatch[name] = (
+                                minibatch.get(name, 0.0) + float(term.detach()) * weight
+                            )
+                for name, value in minibatch.items():  # one value per mini-batch
+                    stats.setdefault(name, []).append(value)
                 self.scaler.unscale_(self.optimizer)
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, cfg.max_grad_norm)
                 stats.setdefault("grad_norm", []).append(float(grad_norm))
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.scheduler.step()
-            if s.target_kl is not None:
-                n = sum(stats["_n"])
-                if sum(stats["approx_kl"]) / n > s.target_kl:
-                    stopped_early = epoch < s.update_epochs - 1
-                    break
+            kl_so_far = sum(stats["approx_kl"]) / len(stats["approx_kl"])
+            if s.target_kl is not None and kl_so_far > s.target_kl:
+                stopped_early = epoch < s.update_epochs - 1
+                break
         t2 = time.perf_counter()
         self.generation_seconds += t1 - t0
         self.update_seconds += t2 - t1
         self.tokens_trained += int(sum(float(d["mask"].sum()) for d in data)) * s.update_epochs
 
-        n = sum(stats.pop("_n"))
-        metrics = {f"ppo/{k}": sum(v) / n for k, v in stats.items() if k != "grad_norm"}
-        metrics["ppo/grad_norm"] = sum(stats["grad_norm"]) / len(stats["grad_norm"])
+        metrics = {f"ppo/{k}": sum(v) / len(v) for k, v in stats.items()}
         all_mask = torch.cat([d["mask"] for d in data])
         metrics["ppo/kl_to_ref"] = float(masked_mean(torch.cat([d["kl"] for d in data]), all_mask))
         values = torch.cat([d["values"] for d in data])

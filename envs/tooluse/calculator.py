@@ -6,6 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from llm_trainer.core.errors import ConfigError
 from llm_trainer.core.records import ToolCall
 from llm_trainer.envs.spaces import MAX_TEXT_LENGTH
 from llm_trainer.envs.tools import ToolRegistry, calculator_tool
@@ -79,9 +80,18 @@ _STEP_WORDS = {"+": "add {x}", "-": "subtract {x}", "*": "multiply by {x}", "/":
 # A generator returns (prompt, expression, exact value). It computes the value itself rather
 # than asking the calculator, so the answers are an independent check on the tool.
 Generated = tuple[str, str, Fraction]
+#: The phrasings of difficulties 1 and 2 (``CalculatorEnv(form=...)``).
+FORMS = ("symbols", "words")
 
 
-def _d1(d: Draws) -> Generated:
+def _symbols(d: Draws, form: str | None) -> bool:
+    """Whether a task is phrased in symbols: a fair coin, drawn even when ``form`` decides, so
+    that one seed gives the same numbers in every form."""
+    coin = d.uniform() < 0.5
+    return coin if form is None else form == "symbols"
+
+
+def _d1(d: Draws, form: str | None = None) -> Generated:
     op = d.pick(("+", "-", "*"))
     if op == "*":
         a, b = d.integer(2, 100), d.integer(2, 13)
@@ -90,14 +100,14 @@ def _d1(d: Draws) -> Generated:
     else:
         a, b = d.integer(0, 100), d.integer(0, 100)
     value = a + b if op == "+" else a - b if op == "-" else a * b
-    if d.uniform() < 0.5:
+    if _symbols(d, form):
         prompt = d.pick(_D1_SYMBOLS).format(a=a, b=b, op=op)
     else:
         prompt = d.pick(_D1_WORDS[op]).format(a=a, b=b)
     return prompt, f"{a} {op} {b}", Fraction(value)
 
 
-def _d2(d: Draws) -> Generated:
+def _d2(d: Draws, form: str | None = None) -> Generated:
     a = value = d.integer(2, 1000)
     steps: list[tuple[str, int]] = []
     for _ in range(2):
@@ -117,7 +127,7 @@ def _d2(d: Draws) -> Generated:
         steps.append((op, x))
     (op1, b), (op2, c) = steps
     expression = f"({a} {op1} {b}) {op2} {c}"
-    if d.uniform() < 0.5:
+    if _symbols(d, form):
         template = d.pick(("What is {e}?", "Compute {e}.", "Evaluate {e}."))
         return template.format(e=expression), expression, Fraction(value)
     first, second = (_STEP_WORDS[op].format(x=number_to_words(x)) for op, x in steps)
@@ -125,7 +135,7 @@ def _d2(d: Draws) -> Generated:
     return prompt, expression, Fraction(value)
 
 
-def _d3(d: Draws) -> Generated:
+def _d3(d: Draws, form: str | None = None) -> Generated:
     kind = d.integer(0, 6)
     if kind == 0:
         price = Fraction(d.integer(500, 20000), 100)
@@ -162,9 +172,30 @@ def _d3(d: Draws) -> Generated:
 _GENERATORS = {1: _d1, 2: _d2, 3: _d3}
 
 
-def sample_calculator_task(rng: np.random.Generator, difficulty: int) -> Task:
-    """Draw a calculator task (also used by ``MultiTool-v0``)."""
-    prompt, expression, value = _GENERATORS[difficulty](Draws(rng))
+def check_form(form: object, difficulty: int, env_name: str) -> str | None:
+    """``form`` as one of :data:`FORMS` (or ``None``: both), for a difficulty that has it.
+
+    Raises:
+        ConfigError: in one line naming the env, the value and what is allowed.
+    """
+    if form is None:
+        return None
+    if form not in FORMS:
+        raise ConfigError(f"{env_name}: form must be one of {list(FORMS)} or None, got {form!r}")
+    if difficulty not in (1, 2):
+        raise ConfigError(
+            f"{env_name}: form={form!r} applies to difficulties 1 and 2 (difficulty 3 is word "
+            f"problems only), got difficulty {difficulty}"
+        )
+    return str(form)
+
+
+def sample_calculator_task(
+    rng: np.random.Generator, difficulty: int, form: str | None = None
+) -> Task:
+    """Draw a calculator task (also used by ``MultiTool-v0``); ``form`` fixes the phrasing of
+    difficulties 1 and 2 (see :class:`CalculatorEnv`)."""
+    prompt, expression, value = _GENERATORS[difficulty](Draws(rng), form)
     return Task(
         prompt=prompt,
         answer=format_number(value),
@@ -202,8 +233,10 @@ class CalculatorEnv(ToolUseEnv):
     A question drawn from ``self.np_random`` at the episode's difficulty.
 
     ## Arguments
-    ``difficulty`` (1-3, default 1; also ``reset(options={"difficulty": d})``), ``render_mode``
-    (``None`` or ``"ansi"``), ``max_text_length`` (default 8192 characters).
+    ``difficulty`` (1-3, default 1; also ``reset(options={"difficulty": d})``), ``form``
+    (``None``, the default: either phrasing with probability 1/2; ``"symbols"`` or ``"words"``:
+    that phrasing only, at difficulties 1 and 2; a seed draws the same numbers in either),
+    ``render_mode`` (``None`` or ``"ansi"``), ``max_text_length`` (default 8192 characters).
 
     ## Version History
     * v0: initial version.
@@ -224,6 +257,7 @@ class CalculatorEnv(ToolUseEnv):
         self,
         difficulty: int = 1,
         *,
+        form: str | None = None,
         render_mode: str | None = None,
         max_text_length: int = MAX_TEXT_LENGTH,
     ) -> None:
@@ -233,6 +267,10 @@ class CalculatorEnv(ToolUseEnv):
             render_mode=render_mode,
             max_text_length=max_text_length,
         )
+        self.form = check_form(form, self.difficulty, self.env_name)
 
     def _sample_task(self, rng: np.random.Generator, difficulty: int) -> Task:
-        return sample_calculator_task(rng, difficulty)
+        # a reset option may change the difficulty: the form must still apply to it
+        return sample_calculator_task(
+            rng, difficulty, check_form(self.form, difficulty, self.env_name)
+        )

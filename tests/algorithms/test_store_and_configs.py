@@ -36,6 +36,21 @@ def test_every_shipped_config_loads(path: Path) -> None:
     assert config.name == path.stem
 
 
+def test_the_ppo_example_config_is_the_quickstart_ppo_phase() -> None:
+    """``configs/calculator_ppo.yaml`` says it is ``quickstart --ppo``'s second phase: the
+    same PPO settings, training budget and held-out set."""
+    from llm_trainer.algorithms.config import quickstart_ppo_config
+
+    shipped = load_config(
+        ExperimentConfig, Path(__file__).parents[2] / "configs/calculator_ppo.yaml"
+    )
+    phase = quickstart_ppo_config()
+    assert shipped.settings == phase.settings
+    assert shipped.eval == phase.eval
+    for name in ("max_steps", "batch_size", "learning_rate", "lr_scheduler", "warmup_steps"):
+        assert getattr(shipped.train, name) == getattr(phase.train, name), name
+
+
 def test_config_errors_name_the_field_and_the_allowed_values(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("algorithm: ppx\n")
@@ -167,6 +182,66 @@ def test_data_phases_draw_each_phase_with_its_balance_and_sft_trains_in_that_ord
     points = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").open()]
     seen = [p["num_input_tokens_seen"] for p in points if "loss" in p]  # one per step
     assert seen == [sum(lengths[: 4 * step]) for step in range(1, 7)]
+
+
+def test_env_kwargs_of_eval_and_ppo_are_checked_when_the_config_loads() -> None:
+    """``eval.env_kwargs`` and ``ppo.env_kwargs`` build the env once at load time: a bad
+    argument is a config error naming the field, not a failure mid-run."""
+    config = load_config(
+        ExperimentConfig,
+        overrides=[
+            "algorithm=ppo",
+            "eval={difficulty: 2, env_kwargs: {form: symbols}}",
+            "ppo.env_kwargs={form: symbols}",
+        ],
+    )
+    assert config.eval.env_kwargs == {"form": "symbols"}
+    assert config.settings.env_kwargs == {"form": "symbols"}  # type: ignore[attr-defined]
+    for override, message in [
+        ("eval.env_kwargs={form: sym}", r"eval.env_kwargs: .*form must be one of"),
+        ("eval.env_kwargs={colour: 1}", r"eval.env_kwargs: .*unexpected keyword .*colour"),
+        ("ppo.env_kwargs={form: words}", r"ppo.env_kwargs: .*form='words' .* difficulty 3"),
+    ]:
+        extra = ["algorithm=ppo", "ppo.difficulty=3"] if override.startswith("ppo") else []
+        with pytest.raises(ConfigError, match=message):
+            load_config(ExperimentConfig, overrides=[*extra, override])
+
+
+def test_data_extra_adds_matching_oracle_demonstrations_at_another_difficulty() -> None:
+    """``data.extra``: the kept demonstrations are oracle successes at the extra difficulty,
+    all matching ``match``, from consecutive seeds (the same every time); bad extras are
+    config errors, and a pattern that matches too rarely is a clear error, not a loop."""
+    from llm_trainer.algorithms.config import DataConfig, DataExtra
+    from llm_trainer.data.build import build_training_data
+
+    for override, message in [
+        ("data.extra=[{difficulty: 5, episodes: 3}]", r"data.extra.difficulty: .* got 5"),
+        ("data.extra=[{difficulty: 2, episodes: 0}]", r"data.extra.episodes"),
+        ("data.extra=[{difficulty: 2, episodes: 3, match: '('}]", r"data.extra.match"),
+        (
+            "data={strategy: templates, extra: [{difficulty: 2, episodes: 3}]}",
+            r"data.extra: .* the templates strategy",
+        ),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(ExperimentConfig, overrides=[override])
+
+    extra = DataExtra(difficulty=2, episodes=12, first_seed=7, match=r"\(")
+    data = DataConfig(episodes=5, extra=(extra,))
+    built = build_training_data(data, log=lambda _: None)
+    assert [t.difficulty for t in built] == [1] * 5 + [2] * 12
+    assert all(t.success for t in built)
+    added = built[5:]
+    assert all("(" in t.prompt and not t.prompt.startswith("Start") for t in added)
+    # the first 12 matching tasks of seeds 7, 8, ...
+    pool = oracle_trajectories("LLMTrainer/Calculator-v0", range(7, 7 + 64), difficulty=2)
+    assert [t.seed for t in added] == [t.seed for t in pool if "(" in t.prompt][:12]
+    assert [t.prompt for t in build_training_data(data, log=lambda _: None)] == [
+        t.prompt for t in built
+    ]
+    never = DataConfig(episodes=1, extra=(DataExtra(difficulty=2, episodes=1, match="^Zebra"),))
+    with pytest.raises(UserError, match=r"only 0 of 128 tasks at difficulty 2 match '\^Zebra'"):
+        build_training_data(never, log=lambda _: None)
 
 
 @pytest.fixture(scope="module")

@@ -68,3 +68,39 @@ def test_numeric_answers_tolerate_units_but_not_extra_numbers(n: int, unit: str)
     assert answer_matches(f"The answer is {n:,}{unit}.", str(n), "number")
     assert not answer_matches(f"{n} or {n + 1}", str(n), "number")
     assert not answer_matches(str(n + 1), str(n), "number")
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([1, 2]))
+def test_calculator_form_fixes_the_phrasing_and_keeps_the_numbers(seed: int, level: int) -> None:
+    """``CalculatorEnv(form=...)``: one phrasing only, the same expression (the same numbers)
+    for a seed in either form as without one, and the oracle still solves it."""
+    plans = {}
+    for form in (None, "symbols", "words"):
+        env = gym.make("LLMTrainer/Calculator-v0", difficulty=level, form=form)
+        prompt, info = env.reset(seed=seed)
+        plans[form] = env.unwrapped.task.plan  # type: ignore[attr-defined]
+        if form is not None:
+            symbolic = any(op in prompt for op in (" + ", " - ", " * ", " / "))
+            assert symbolic == (form == "symbols"), (form, prompt)
+        agent, done, observation = OracleAgent(env), False, prompt
+        while not done:
+            action = agent.act(observation, info)
+            observation, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+        assert info["success"]
+    assert plans["symbols"] == plans[None] == plans["words"]
+
+
+def test_calculator_form_errors_name_the_value_and_what_is_allowed() -> None:
+    from llm_trainer.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"form must be one of \['symbols', 'words'\].*'sym'"):
+        gym.make("LLMTrainer/Calculator-v0", difficulty=2, form="sym")
+    with pytest.raises(ConfigError, match=r"applies to difficulties 1 and 2 .* difficulty 3"):
+        gym.make("LLMTrainer/Calculator-v0", difficulty=3, form="words")
+    env = gym.make("LLMTrainer/Calculator-v0", difficulty=2, form="words")
+    with pytest.raises(ConfigError, match=r"difficulty 3"):
+        env.reset(seed=0, options={"difficulty": 3})
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(env.unwrapped, skip_render_check=True)
