@@ -74,6 +74,10 @@ class PPOSettings:
     they are recomputed at this temperature (from the same weights) before the update."""
     max_new_tokens: PositiveInt = 80
     """Generation budget per turn (a calculator call is about 63 tokens of the tiny model)."""
+    max_turns: PositiveInt | None = None
+    """Cut a rollout episode after this many actions (``None``: the env's own limit); a cut
+    episode ends unsolved. Bounds the longest rows, whose attention costs the most in the
+    update."""
     backend: Literal["transformers", "vllm"] = "transformers"
     """Rollout generation: the model in this process, or a vLLM engine whose weights are synced
     from the trained model every iteration."""

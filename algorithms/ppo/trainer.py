@@ -271,6 +271,7 @@ class PPOTrainer:
                     num_envs=s.episodes_per_iteration,
                     difficulty=s.difficulty,
                     env_kwargs=s.env_kwargs,
+                    max_turns=s.max_turns,
                     source="policy:ppo",
                     wrap=None
                     if curriculum is None

@@ -272,3 +272,15 @@ def test_micro_batch_size_changes_neither_the_rollout_data_nor_the_update(tmp_pa
     )
     # measured 6e-6 after 4 Adam steps at lr 1e-3: rounding that Adam's normalisation amplifies
     assert diff < 1e-4
+
+
+def test_max_turns_cuts_rollout_episodes(tmp_path: Path) -> None:
+    """``ppo.max_turns``: no rollout episode has more actions (an untrained model never
+    answers, so every episode would otherwise run to the env's limit of 6)."""
+    uncut = _trainer(tmp_path / "uncut").rollout(0)
+    assert max(len(t.steps) for t in uncut) > 2
+    cut = _trainer(tmp_path / "cut", max_turns=2).rollout(0)
+    assert [len(t.steps) for t in cut] == [min(2, len(t.steps)) for t in uncut]
+    assert not any(t.success for t in cut)
+    with pytest.raises(ConfigError, match=r"ppo.max_turns"):
+        PPOSettings(max_turns=0)
