@@ -1,7 +1,7 @@
 """Measure the main job's RL phase: `llm-trainer quickstart --ppo`, seed by seed.
 
     .venv/bin/python scripts/bench_quickstart_ppo.py [--seeds 0 1 2 3 4] [--out runs/bench_ppo]
-        [--set key=value ...] [--ppo-set key=value ...]
+        [--set key=value ...] [--ppo-set key=value ...] [--sft-from runs/bench_ppo]
 
 Each seed runs the two phases exactly as the command does (the SFT warm start with a few
 difficulty-2 demonstrations, then PPO on Calculator-v0 difficulty 2 in its symbolic form) and
@@ -9,7 +9,9 @@ reports the PPO phase's wall time and held-out success before and after it, on t
 held-out tasks (greedy). The before/after outcomes are then re-played episode by episode (a
 check that they match the runs' own summaries) and compared pairwise: the mean gain with a 95%
 paired-bootstrap interval stratified by seed, and a paired permutation test, per seed and over
-all seeds. The last line is one JSON object.
+all seeds. The last line is one JSON object. ``--sft-from DIR`` starts PPO from the SFT phases
+an earlier run of this script left in DIR (``seed<s>/*_quickstart_ppo_sft``) instead of
+training them again: the same starting agents, to compare PPO settings pairwise.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench_quickstart_ppo")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--ppo-set", dest="ppo_overrides", action="append", default=[])
+    parser.add_argument("--sft-from", help="reuse the SFT phases of an earlier --out")
     args = parser.parse_args()
     reports = [bench(args, seed) for seed in args.seeds]
     print(json.dumps(summarize(reports)))
@@ -46,7 +49,7 @@ def bench(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         quickstart_ppo_warm_start(), [f"seed={seed}", f"output_dir={out}", *args.overrides]
     )
     start = time.perf_counter()
-    warm = run_experiment(sft)
+    warm = run_experiment(sft) if args.sft_from is None else earlier_sft(args.sft_from, seed)
     sft_seconds = time.perf_counter() - start
     rl = override_experiment(
         quickstart_ppo_config(output_dir=out), [f"seed={seed}", *args.ppo_overrides]
@@ -78,6 +81,15 @@ def bench(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     printed = {k: v for k, v in report.items() if not k.startswith("outcomes")}
     print(json.dumps(printed), flush=True)
     return report
+
+
+def earlier_sft(directory: str, seed: int) -> dict[str, Any]:
+    """The summary of the finished SFT phase of ``seed`` in an earlier run's ``directory``."""
+    runs = sorted(Path(directory, f"seed{seed}").glob("*_quickstart_ppo_sft/summary.json"))
+    if not runs:
+        raise SystemExit(f"--sft-from: no finished SFT phase for seed {seed} in {directory}")
+    summary: dict[str, Any] = json.loads(runs[-1].read_text())
+    return summary
 
 
 def outcomes(model_dir: str, rl: Any) -> list[int]:
