@@ -520,8 +520,8 @@ class PPOTrainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.scheduler.step()
-            kl_so_far = sum(stats["approx_kl"]) / len(stats["approx_kl"])
-            if s.target_kl is not None and kl_so_far > s.target_kl:
+            approx_kl = stats["approx_kl"]
+            if s.target_kl is not None and sum(approx_kl) / len(approx_kl) > s.target_kl:
                 stopped_early = epoch < s.update_epochs - 1
                 break
         t2 = time.perf_counter()

@@ -239,7 +239,8 @@ class CalculatorEnv(ToolUseEnv):
     ``render_mode`` (``None`` or ``"ansi"``), ``max_text_length`` (default 8192 characters).
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; later, the ``form`` argument (its default draws every task exactly
+      as before).
 
     ## Example
     >>> import gymnasium as gym, llm_trainer
